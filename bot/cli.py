@@ -1,0 +1,229 @@
+"""The command line: thin parsing around the core, errors printed, never tracebacks.
+
+    python -m bot index [--full] [--json] [--strict]   build or update the index
+    python -m bot ask "question" ... [--json]          answer questions (or from stdin)
+    python -m bot chat                                 interactive console
+    python -m bot sources                              list the articles
+    python -m bot run                                  the Telegram bot
+    python -m bot start                                update the index, then Telegram or chat
+    python -m bot eval seed|multihop                   retrieval quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bot.config import Settings
+from bot.errors import BotError
+from bot.formatting import answer_to_dict, answer_to_text, citation_parts
+from bot.retrieval import Filters
+
+log = logging.getLogger("bot")
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--corpus", type=Path, help="article folder (default: CORPUS_DIR or corpus/)")
+    common.add_argument("--index", type=Path, help="index folder (default: INDEX_DIR or index/)")
+    common.add_argument("--model", help="sentence-transformers model name or path (default: EMBEDDING_MODEL)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    return common
+
+
+def _filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", action="append", default=[], help="only articles from this outlet (repeatable)")
+    parser.add_argument("--since", help="only articles published on or after this date (YYYY-MM-DD)")
+    parser.add_argument("--until", help="only articles published on or before this date (YYYY-MM-DD)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Answers questions about a news corpus, with citations.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", parents=[common], help="build or update the index (only new or changed articles are embedded)")
+    index.add_argument("--full", action="store_true", help="rebuild from scratch, embedding everything")
+    index.add_argument("--json", action="store_true", help="print what was done as one JSON object")
+    index.add_argument("--strict", action="store_true", help="exit non-zero when any article could not be read")
+
+    ask = commands.add_parser("ask", parents=[common], help="answer questions given as arguments, or one per line on stdin")
+    ask.add_argument("questions", nargs="*", metavar="QUESTION")
+    ask.add_argument("--top-k", type=int, help="passages per answer (default: TOP_K or 3)")
+    ask.add_argument("--json", action="store_true", help="one JSON object per question, one per line")
+    _filter_options(ask)
+
+    chat = commands.add_parser("chat", parents=[common], help="interactive console chat (Ctrl-D to leave)")
+    chat.add_argument("--top-k", type=int)
+    _filter_options(chat)
+
+    commands.add_parser("sources", parents=[common], help="list the articles in the index")
+    commands.add_parser("run", parents=[common], help="serve the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
+    commands.add_parser("start", parents=[common], help="update the index, then serve Telegram if a token is set, else open the chat")
+
+    evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
+    evaluate.add_argument("suite", choices=["seed", "multihop"])
+    evaluate.add_argument("--split", choices=["dev", "test", "all"], default="test", help="MultiHop-RAG questions to score")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--benchmark-dir", type=Path, help="MultiHop-RAG folder (default: ../shared/benchmarks/multihop-rag)")
+    evaluate.add_argument("--limit", type=int, help="score only the first N questions (quick checks)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    return settings.with_overrides(
+        corpus_dir=getattr(args, "corpus", None),
+        index_dir=getattr(args, "index", None),
+        embedding_model=getattr(args, "model", None),
+        strict=True if getattr(args, "strict", False) else None,
+    )
+
+
+def filters_from_args(args: argparse.Namespace) -> Filters:
+    return Filters(sources=tuple(args.source), since=args.since, until=args.until)
+
+
+def _questions(args: argparse.Namespace):
+    if args.questions:
+        yield from args.questions
+        return
+    for line in sys.stdin:
+        if line.strip():
+            yield line.strip()
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.embedding import load_embedder
+    from bot.indexing import build_index
+
+    embedder = load_embedder(settings.embedding_model, settings.embedding_batch_size)
+    report = build_index(settings, embedder, full=args.full)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        print(report.describe())
+    return 1 if (settings.strict and report.problems) else 0
+
+
+def _answerer(settings: Settings):
+    from bot.service import QuestionAnswerer
+
+    return QuestionAnswerer(settings).load()
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    answerer = _answerer(settings)
+    filters = filters_from_args(args)
+    first = True
+    for question in _questions(args):
+        answer = answerer.ask(question, args.top_k, filters=filters)
+        if args.json:
+            print(json.dumps(answer_to_dict(answer), ensure_ascii=False), flush=True)
+        else:
+            if not first:
+                print("\n" + "─" * 60)
+            print(f"Q: {question}\n")
+            print(answer_to_text(answer), flush=True)
+        first = False
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        import readline  # noqa: F401  (arrow-key history for input())
+    except ImportError:
+        pass
+    answerer = _answerer(settings)
+    summary = answerer.summary()
+    print(f"Ask about {summary.articles} articles ({', '.join(summary.sources) or 'outlets unknown'}). Ctrl-D to leave.")
+    filters = filters_from_args(args)
+    previous = None
+    while True:
+        try:
+            question = input("\nYou: ").strip()
+        except EOFError:
+            print()
+            return 0
+        if not question:
+            continue
+        if question.lower() in {"/quit", "/exit", "quit", "exit"}:
+            return 0
+        answer = answerer.ask(question, args.top_k, filters=filters, previous_question=previous)
+        print("\n" + answer_to_text(answer))
+        if answer.found:
+            previous = answer.retrieval_query or question
+
+
+def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
+    answerer = _answerer(settings)
+    for number, article in enumerate(answerer.articles(), 1):
+        print(f"{number:3}. {' · '.join(citation_parts(article))}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require_token()
+    from bot.telegram_app import run_bot
+
+    run_bot(settings)
+    return 0
+
+
+def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
+    """What the README's run command does: index if needed, then Telegram or the console."""
+    from bot.indexing import index_is_stale
+
+    if index_is_stale(settings):
+        print("Updating the index from", settings.corpus_dir, "...", flush=True)
+        args.full, args.json = False, False
+        cmd_index(args, settings)
+    if settings.telegram_bot_token.strip():
+        return cmd_run(args, settings)
+    print("No TELEGRAM_BOT_TOKEN set (environment or .env): opening the console chat instead.")
+    args.top_k, args.source, args.since, args.until = None, [], None, None
+    return cmd_chat(args, settings)
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.evaluation import run_eval
+
+    return run_eval(args, settings)
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "ask": cmd_ask,
+    "chat": cmd_chat,
+    "sources": cmd_sources,
+    "run": cmd_run,
+    "start": cmd_start,
+    "eval": cmd_eval,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        if not args.verbose:
+            # Library chatter (weight loading bars, HTTP request lines) is not for users.
+            for noisy in ("sentence_transformers", "transformers", "httpx", "httpcore", "bm25s", "faiss"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+        return COMMANDS[args.command](args, settings)
+    except BotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0

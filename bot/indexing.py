@@ -1,0 +1,224 @@
+"""Building the index from the corpus: incremental by default.
+
+Only chunks whose embedded text is new are embedded: vectors are cached by a hash of
+(model, embedded text), so an unchanged article costs nothing and a changed one costs
+only its own chunks. The build writes a new folder and swaps it in (see ``store``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bot.chunking import chunk_article
+from bot.config import Settings
+from bot.corpus import content_hash, load_corpus
+from bot.embedding import Embedder
+from bot.errors import ArticleError, BotError, CorpusError
+from bot.store import StoredIndex, load_index, read_manifest, write_index
+from bot.types import Article, Chunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildReport:
+    """What a build did, for people (``describe``) and machines (``to_dict``)."""
+
+    articles_added: list[str] = field(default_factory=list)
+    articles_changed: list[str] = field(default_factory=list)
+    articles_removed: list[str] = field(default_factory=list)
+    articles_unchanged: list[str] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    full: bool = False
+    problems: list[ArticleError] = field(default_factory=list)
+    index_path: str = ""
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.articles_added or self.articles_changed or self.articles_removed)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("articles_added", "articles_changed", "articles_removed", "articles_unchanged"):
+            data[key] = len(data[key])
+            data[f"{key}_ids"] = getattr(self, key)
+        data["problems"] = [{"path": p.path, "reason": p.reason} for p in self.problems]
+        data["seconds"] = round(self.seconds, 3)
+        data["embed_seconds"] = round(self.embed_seconds, 3)
+        return data
+
+    def describe(self) -> str:
+        lines = [
+            f"{'Full rebuild' if self.full else 'Index updated'} in {self.seconds:.1f}s: "
+            f"{len(self.articles_added)} added, {len(self.articles_changed)} changed, "
+            f"{len(self.articles_removed)} removed, {len(self.articles_unchanged)} unchanged; "
+            f"{self.chunks_embedded} chunks embedded, {self.chunks_total} in the index."
+        ]
+        for problem in self.problems:
+            lines.append(f"skipped {problem.path}: {problem.reason}")
+        return "\n".join(lines)
+
+
+def index_identity(settings: Settings, embedder: Embedder) -> dict:
+    """The manifest entries a query-time configuration must agree with."""
+    return {
+        "model": embedder.model_id,
+        "dimension": embedder.dimension,
+        "chunking": chunking_settings(settings),
+    }
+
+
+def chunking_settings(settings: Settings) -> dict:
+    return {
+        "chunk_tokens": settings.chunk_tokens,
+        "overlap_tokens": settings.chunk_overlap_tokens,
+        "embed_header": settings.embed_header,
+        "lexical_header": settings.lexical_header,
+        "splitter": "sentence-paragraph-v1",
+    }
+
+
+def header(article: Article) -> str:
+    """The article's context line(s) prefixed to what is embedded and indexed, never shown."""
+    byline = ", ".join(part for part in (article.source, article.date) if part)
+    return f"{article.title}\n{byline}\n" if byline else f"{article.title}\n"
+
+
+def embed_key(model_id: str, text: str) -> str:
+    return hashlib.sha256(f"{model_id}\0{text}".encode("utf-8")).hexdigest()[:32]
+
+
+def _chunk_budget(settings: Settings, embedder: Embedder, header_tokens: int) -> int:
+    """Chunk size such that header + chunk + [CLS]/[SEP] fit what the model reads.
+
+    Past ``max_tokens`` the model silently truncates, so a longer chunk would be
+    retrieved by text it was never embedded with.
+    """
+    room = embedder.max_tokens - 2 - (header_tokens if settings.embed_header else 0)
+    return max(16, min(settings.chunk_tokens, room))
+
+
+def chunk_corpus(articles: list[Article], settings: Settings, embedder: Embedder, reusable: dict[str, list[Chunk]]) -> list[Chunk]:
+    """Chunks of every article, taking an unchanged article's chunks from the old index."""
+    headers = embedder.count_tokens([header(a) for a in articles]) if settings.embed_header else [0] * len(articles)
+    chunks: list[Chunk] = []
+    for article, header_tokens in zip(articles, headers):
+        if article.article_id in reusable:
+            chunks.extend(reusable[article.article_id])
+            continue
+        budget = _chunk_budget(settings, embedder, header_tokens)
+        overlap = min(settings.chunk_overlap_tokens, budget // 2 - 1)
+        chunks.extend(chunk_article(article, embedder.count_tokens, budget, max(0, overlap)))
+    return chunks
+
+
+def _previous_index(settings: Settings, embedder: Embedder, full: bool) -> StoredIndex | None:
+    """The serving index, when it can seed this build; None for a full or first build."""
+    if full or read_manifest(settings.index_dir) is None:
+        return None
+    try:
+        old = load_index(settings.index_dir)
+    except BotError as exc:
+        log.warning("previous index not reused: %s", exc)
+        return None
+    if old.manifest.get("model") != embedder.model_id:
+        log.info("model changed (%s -> %s): embedding everything", old.manifest.get("model"), embedder.model_id)
+        return None
+    return old
+
+
+def build_index(settings: Settings, embedder: Embedder, *, full: bool = False, progress: bool | None = None) -> BuildReport:
+    """Bring ``settings.index_dir`` up to date with ``settings.corpus_dir``."""
+    started = time.perf_counter()
+    ingest = load_corpus(settings.corpus_dir)
+    if not ingest.articles:
+        reasons = "; ".join(str(p) for p in ingest.problems[:5])
+        raise CorpusError(
+            f"no readable article in {settings.corpus_dir}/ ({ingest.files_seen} files seen"
+            f"{': ' + reasons if reasons else ''}); add .txt, .md, .html or .json articles there"
+        )
+    seen_ids: set[str] = set()
+    for article in ingest.articles:  # two files must never claim one id
+        if article.article_id in seen_ids:
+            raise CorpusError(f"two articles share the id {article.article_id!r}; rename one of the files")
+        seen_ids.add(article.article_id)
+
+    old = _previous_index(settings, embedder, full)
+    old_hashes: dict[str, str] = old.manifest.get("articles", {}) if old else {}
+    new_hashes = {a.article_id: content_hash(a) for a in ingest.articles}
+    report = BuildReport(full=old is None, problems=list(ingest.problems))
+    for article_id, digest in new_hashes.items():
+        if article_id not in old_hashes:
+            report.articles_added.append(article_id)
+        elif old_hashes[article_id] != digest:
+            report.articles_changed.append(article_id)
+        else:
+            report.articles_unchanged.append(article_id)
+    report.articles_removed = sorted(set(old_hashes) - set(new_hashes))
+
+    reusable_chunks: dict[str, list[Chunk]] = {}
+    cached_vectors: dict[str, np.ndarray] = {}
+    if old is not None:
+        same_chunking = old.manifest.get("chunking") == chunking_settings(settings)
+        unchanged = set(report.articles_unchanged)
+        old_vectors = old.vectors_array()
+        for row, (chunk, key) in enumerate(zip(old.chunks, old.embed_keys)):
+            cached_vectors[key] = old_vectors[row]
+            if same_chunking and chunk.article_id in unchanged:
+                reusable_chunks.setdefault(chunk.article_id, []).append(chunk)
+
+    chunks = chunk_corpus(ingest.articles, settings, embedder, reusable_chunks)
+    by_id = {a.article_id: a for a in ingest.articles}
+    embed_texts = [_embedded_text(by_id[c.article_id], c, settings.embed_header) for c in chunks]
+    keys = [embed_key(embedder.model_id, t) for t in embed_texts]
+    missing = sorted({k: i for i, k in enumerate(keys) if k not in cached_vectors}.values())
+    embed_started = time.perf_counter()
+    if missing:
+        show = sys.stderr.isatty() if progress is None else progress
+        fresh = embedder.embed([embed_texts[i] for i in missing], show_progress=show)
+        for row, vector in zip(missing, fresh):
+            cached_vectors[keys[row]] = vector
+    report.embed_seconds = time.perf_counter() - embed_started
+    report.chunks_embedded = len(missing)
+    report.chunks_reused = len(chunks) - len(missing)
+    report.chunks_total = len(chunks)
+
+    vectors = np.stack([cached_vectors[k] for k in keys]) if keys else np.zeros((0, embedder.dimension), np.float32)
+    lexical_texts = [_embedded_text(by_id[c.article_id], c, settings.lexical_header) for c in chunks]
+    manifest = {
+        **index_identity(settings, embedder),
+        "articles": new_hashes,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "corpus_dir": str(settings.corpus_dir),
+    }
+    path = write_index(settings.index_dir, manifest, ingest.articles, chunks, keys, vectors, lexical_texts)
+    report.index_path = str(path)
+    report.seconds = time.perf_counter() - started
+    log.info("%s", report.describe())
+    return report
+
+
+def _embedded_text(article: Article, chunk: Chunk, with_header: bool) -> str:
+    return header(article) + chunk.text if with_header else chunk.text
+
+
+def index_is_stale(settings: Settings, model_id: str | None = None) -> bool:
+    """True when the corpus, model or chunking differ from what the serving index was built from."""
+    manifest = read_manifest(settings.index_dir)
+    if manifest is None or manifest.get("chunking") != chunking_settings(settings):
+        return True
+    if manifest.get("model") != (model_id or settings.embedding_model):
+        return True
+    ingest = load_corpus(Path(settings.corpus_dir))
+    return manifest.get("articles") != {a.article_id: content_hash(a) for a in ingest.articles}
