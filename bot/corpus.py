@@ -1,0 +1,760 @@
+"""Read the corpus folder into cleaned ``Article`` objects.
+
+What is read (``load_corpus`` walks the folder recursively, in sorted path order):
+
+* ``.txt``, ``.md``, ``.markdown``: one article per file. Optional YAML front matter
+  (``---`` ... ``---`` at the very top) gives title/source/date/url/author. Without a
+  front-matter title, the first non-empty line is the title (markdown ``#`` stripped)
+  and is not part of the body. In-text conventions are picked up and removed from
+  the body: a "Published December 10, 2023" / "Published: ..." / "Updated ..." line
+  near the top or bottom gives the date, and a closing "Published in Dawn, EOS,
+  December 10th, 2023" line gives the outlet ("Dawn") and the date.
+* ``.html``, ``.htm``: one article per file, main text and metadata by trafilatura,
+  with ``<title>``/``<meta>`` tags as a fallback.
+* ``.json`` (one object or a list of objects) and ``.jsonl`` (one object per line):
+  fields title, body (text, content), source (outlet, publisher, site),
+  published_at (date, published), url (link), author. A bad record is reported on
+  its own; the other records of the file still load.
+
+What is skipped: hidden files and folders (name starting with "."), ``README.md`` at
+the corpus root (it documents the folder; it is not an article), metadata sidecars,
+and files with any other extension (silently, and not counted in ``files_seen``).
+
+Sidecars: ``<file>.meta.json`` or ``<file>.meta.yaml`` (``.meta.yml``) next to a
+single-article file supplies or overrides title/source/date/url/author, so metadata
+can be added without touching the article body. Sidecars change metadata only, never
+how the body is parsed, so adding one never moves an offset.
+
+Metadata precedence: in-text conventions < front matter < sidecar.
+
+Cleaning is deliberately conservative, because citations quote ``Article.text``
+verbatim and a retriever cannot find text that was thrown away. It only normalises
+newlines and trailing spaces, collapses runs of blank lines, drops a trailing
+comment-form footer ("Leave a Comment" / "Your email address will not be
+published ..."), and drops a short caption-like line that immediately repeats the
+previous non-blank line (a photo caption scraped twice). Everything else, unicode
+punctuation included, is kept as it is.
+
+Ids: the corpus-relative POSIX path for single-article files; ``<relpath>#<key>`` for
+records of a JSON list or JSONL file, where key is a short hash of the record's url
+(else of its title), with ``-<position>`` appended if two records of one file collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dateutil import parser as date_parser
+
+from bot.errors import ArticleError, CorpusError
+from bot.types import Article
+
+__all__ = [
+    "ARTICLE_SUFFIXES",
+    "SIDECAR_SUFFIXES",
+    "IngestReport",
+    "clean_text",
+    "content_hash",
+    "load_corpus",
+    "normalize_date",
+    "read_article_file",
+    "read_file_with_problems",
+]
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+JSON_SUFFIXES = frozenset({".json", ".jsonl"})
+ARTICLE_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES
+SIDECAR_SUFFIXES = (".meta.json", ".meta.yaml", ".meta.yml")
+ROOT_README_NAMES = frozenset({"readme.md"})
+
+# Accepted spellings of each metadata field, in order of preference.
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "title": ("title",),
+    "source": ("source", "outlet", "publisher", "site"),
+    "date": ("date", "published_at", "published"),
+    "url": ("url", "link"),
+    "author": ("author",),
+}
+BODY_ALIASES = ("body", "text", "content")
+
+# A caption scraped twice is short; a repeated prose paragraph is left alone.
+CAPTION_MAX_CHARS = 400
+CAPTION_MIN_WORDS = 3
+
+# How many non-empty lines at each end of a text body may hold "Published ..." lines.
+METADATA_LINE_ZONE = 3
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The outcome of reading a corpus folder."""
+
+    articles: list[Article]  # sorted by file path, then position within the file
+    problems: list[ArticleError]  # one per unreadable file or record: path + reason
+    files_seen: int  # article files examined (readable or not); sidecars not counted
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_corpus(corpus_dir: Path) -> IngestReport:
+    """Read every article under ``corpus_dir``; unreadable files become ``problems``.
+
+    Raises ``CorpusError`` only when the folder itself is missing; an empty folder
+    gives an empty report (the caller decides whether that is fatal).
+    """
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.exists():
+        raise CorpusError(
+            f"corpus folder {corpus_dir} does not exist: create it and put articles in it, "
+            "or point to another folder with CORPUS_DIR or --corpus"
+        )
+    if not corpus_dir.is_dir():
+        raise CorpusError(
+            f"corpus path {corpus_dir} is a file, not a folder: set CORPUS_DIR or --corpus "
+            "to the folder that holds the articles"
+        )
+    articles: list[Article] = []
+    problems: list[ArticleError] = []
+    article_files, orphan_sidecars = _discover(corpus_dir)
+    for path in article_files:
+        found, file_problems = read_file_with_problems(path, corpus_dir)
+        articles.extend(found)
+        problems.extend(file_problems)
+    for sidecar in orphan_sidecars:
+        problems.append(
+            ArticleError(_relative(sidecar, corpus_dir), "metadata sidecar without an article file next to it")
+        )
+    return IngestReport(articles=articles, problems=problems, files_seen=len(article_files))
+
+
+def read_article_file(path: Path, corpus_dir: Path) -> list[Article]:
+    """The articles in one file. Raises ``ArticleError(relative_path, reason)``.
+
+    For a JSON list or JSONL file with some bad records, the good records are returned
+    and the bad ones are only visible through ``read_file_with_problems`` (which
+    ``load_corpus`` uses); if no record is usable, this raises.
+    """
+    articles, problems = read_file_with_problems(path, corpus_dir)
+    if not articles:
+        if len(problems) == 1:
+            raise problems[0]
+        rel = _relative(Path(path), Path(corpus_dir))
+        first = problems[0] if problems else None
+        detail = f"; first: {first}" if first else ""
+        raise ArticleError(rel, f"no readable article ({len(problems)} bad records{detail})")
+    return articles
+
+
+def read_file_with_problems(path: Path, corpus_dir: Path) -> tuple[list[Article], list[ArticleError]]:
+    """The articles in one file plus one ``ArticleError`` per unreadable file or record."""
+    path, corpus_dir = Path(path), Path(corpus_dir)
+    rel = _relative(path, corpus_dir)
+    suffix = path.suffix.lower()
+    try:
+        text = _decode(_read_bytes(path, rel), rel)
+        if suffix in JSON_SUFFIXES:
+            if _sidecar_for(path) is not None:
+                raise ArticleError(
+                    rel, "metadata sidecars are only for single-article files; put the metadata in the records"
+                )
+            return _read_json_records(text, rel, jsonl=suffix == ".jsonl")
+        if suffix in HTML_SUFFIXES:
+            fields = _parse_html(text, rel)
+        elif suffix in TEXT_SUFFIXES:
+            fields = _parse_text_article(text, rel)
+        else:
+            raise ArticleError(rel, f"unsupported file type {suffix or '(none)'}")
+        fields.update(_read_sidecar(path, rel))
+        return [_build_article(rel, rel, fields)], []
+    except ArticleError as problem:
+        return [], [problem]
+
+
+def content_hash(article: Article) -> str:
+    """sha256 of a canonical JSON of every field: changes when text or any metadata changes."""
+    canonical = json.dumps(asdict(article), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def clean_text(raw: str) -> str:
+    """The conservative cleaning every format gets (see the module docstring)."""
+    lines = [line.rstrip() for line in _normalize_newlines(raw).split("\n")]
+    lines = _drop_comment_footer(lines)
+    lines = _drop_repeated_captions(lines)
+    return _tidy("\n".join(lines))
+
+
+def normalize_date(value: Any) -> str | None:
+    """An ISO "YYYY-MM-DD" date, or ``None`` when the value is missing, partial or ambiguous.
+
+    Timestamps keep the calendar date as written (no time-zone conversion), so
+    "2023-11-27 08:45:59.000000000Z" and "2023-11-27T08:45:59+00:00" both give
+    "2023-11-27". Other strings go through dateutil, and are accepted only when the
+    result does not depend on dateutil's guesses: parsed with two different default
+    dates (a missing day, month or year would be filled from the default) and both
+    day-first and month-first, all readings must agree. So "December 2023" and
+    "10/12/2023" give ``None``, while "December 10th, 2023" and "25/12/2023" parse.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.split())
+    if not text or len(text) > 80:
+        return None
+    year_first = _YEAR_FIRST_DATE.fullmatch(text)
+    if year_first:
+        year, _, month, day = year_first.groups()
+        return _valid_iso(int(year), int(month), int(day))
+    readings = set()
+    for default in (datetime(2000, 1, 1), datetime(2001, 2, 2)):
+        for dayfirst in (False, True):
+            try:
+                parsed = date_parser.parse(text, default=default, dayfirst=dayfirst, ignoretz=True)
+            except (ValueError, OverflowError, TypeError):
+                return None
+            readings.add(parsed.date())
+    if len(readings) != 1:
+        return None
+    (reading,) = readings
+    return _valid_iso(reading.year, reading.month, reading.day)
+
+
+# ------------------------------------------------------------------ discovery and bytes
+
+
+def _discover(corpus_dir: Path) -> tuple[list[Path], list[Path]]:
+    """Article files and orphan sidecars under ``corpus_dir``, both sorted by relative path."""
+    articles: list[Path] = []
+    sidecars: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(corpus_dir):
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        at_root = Path(dirpath) == corpus_dir
+        for name in filenames:
+            lowered = name.lower()
+            if name.startswith("."):
+                continue
+            if lowered.endswith(SIDECAR_SUFFIXES):
+                sidecars.append(Path(dirpath) / name)
+            elif at_root and lowered in ROOT_README_NAMES:
+                continue
+            elif Path(name).suffix.lower() in ARTICLE_SUFFIXES:
+                articles.append(Path(dirpath) / name)
+    article_set = set(articles)
+    orphans = [sidecar for sidecar in sidecars if _article_for_sidecar(sidecar) not in article_set]
+
+    def by_relative_path(path: Path) -> str:
+        return _relative(path, corpus_dir)
+
+    return sorted(articles, key=by_relative_path), sorted(orphans, key=by_relative_path)
+
+
+def _article_for_sidecar(sidecar: Path) -> Path:
+    lowered = sidecar.name.lower()
+    suffix = next(s for s in SIDECAR_SUFFIXES if lowered.endswith(s))
+    return sidecar.with_name(sidecar.name[: -len(suffix)])
+
+
+def _sidecar_for(path: Path) -> Path | None:
+    for suffix in SIDECAR_SUFFIXES:
+        candidate = path.with_name(path.name + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _relative(path: Path, corpus_dir: Path) -> str:
+    try:
+        return path.relative_to(corpus_dir).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _read_bytes(path: Path, rel: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ArticleError(rel, f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def _decode(data: bytes, rel: str) -> str:
+    """UTF-8 text (a byte-order mark is allowed) or an ``ArticleError`` saying why not."""
+    if not data:
+        raise ArticleError(rel, "empty file")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ArticleError(rel, "UTF-16 text, not UTF-8: re-save the file as UTF-8")
+    if b"\x00" in data:
+        raise ArticleError(rel, "binary file (contains NUL bytes), not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ArticleError(
+            rel,
+            f"not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset {exc.start}): re-save the file as UTF-8",
+        ) from None
+    if not text.strip():
+        raise ArticleError(rel, "empty file (only whitespace)")
+    return text
+
+
+# ------------------------------------------------------------------------------ cleaning
+
+_COMMENT_FORM_HEADING = re.compile(
+    r"(?:leave|post|add|write)\s+a\s+(?:comment|reply)(?:\s+cancel\s+reply)?[\s.:!…-]*", re.IGNORECASE
+)
+_COMMENT_FORM_LINE = re.compile(
+    r"""(?:
+        your\ email\ address\ will\ not\ be\ published.*
+      | required\ fields\ are\ marked.*
+      | (?:comment|name|email|e-mail|website)\s*\*?\s*:?
+      | save\ my\ name,?\ email.*
+      | cancel\ reply | post\ comment | submit(?:\ comment)?
+      | you\ must\ be\ logged\ in\ to\ post\ a\ comment.*
+      | \d+\s+comments?
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# How far from the end a comment-form heading may start (non-empty lines).
+_COMMENT_FORM_MAX_LINES = 12
+
+
+def _normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _tidy(text: str) -> str:
+    """Collapse runs of blank lines into one and strip the ends."""
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _drop_comment_footer(lines: list[str]) -> list[str]:
+    """Remove a trailing "Leave a Comment" block, if every line after it is form text."""
+    non_empty = [index for index, line in enumerate(lines) if line.strip()]
+    for position in range(len(non_empty) - 1, max(-1, len(non_empty) - 1 - _COMMENT_FORM_MAX_LINES), -1):
+        index = non_empty[position]
+        if _COMMENT_FORM_HEADING.fullmatch(lines[index].strip()):
+            tail = [lines[i].strip() for i in non_empty[position + 1 :]]
+            if all(_COMMENT_FORM_LINE.fullmatch(line) for line in tail):
+                return lines[:index]
+            return lines
+    return lines
+
+
+def _drop_repeated_captions(lines: list[str]) -> list[str]:
+    """Drop a short line that repeats the previous non-blank line (a caption scraped twice).
+
+    Only an immediate repeat is dropped: in news bodies, non-adjacent repeats are
+    usually real structure ("Where to watch: Netflix" in a list, a credit line under
+    several photos) and must stay.
+    """
+    kept: list[str] = []
+    previous: str | None = None
+    for line in lines:
+        normalized = " ".join(line.split())
+        if not normalized:
+            kept.append(line)
+            continue
+        if normalized == previous and _is_caption_like(normalized):
+            continue
+        kept.append(line)
+        previous = normalized
+    return kept
+
+
+def _is_caption_like(normalized_line: str) -> bool:
+    return len(normalized_line) <= CAPTION_MAX_CHARS and len(normalized_line.split()) >= CAPTION_MIN_WORDS
+
+
+# ------------------------------------------------------------------- text and markdown
+
+_FRONT_MATTER_FENCE = re.compile(r"---[ \t]*")
+_FRONT_MATTER_END = re.compile(r"(?:---|\.\.\.)[ \t]*")
+_MARKDOWN_HEADING = re.compile(r"^\s*#{1,6}\s*|\s+#+\s*$")
+_SETEXT_UNDERLINE = re.compile(r"\s*(?:=+|-+)\s*")
+
+_PUBLISHED_IN = re.compile(r"(?:originally\s+)?published\s+in\s+(?P<rest>.+?)\.?", re.IGNORECASE)
+_DATED_LINE = re.compile(
+    r"(?P<kind>published|posted|first\s+published|updated|last\s+updated)(?:\s+on)?\s*:?\s*(?P<date>.+?)\.?",
+    re.IGNORECASE,
+)
+
+
+def _parse_text_article(text: str, rel: str) -> dict[str, Any]:
+    """Title, metadata and cleaned body of a .txt/.md article."""
+    front_matter, body = _split_front_matter(_normalize_newlines(text), rel)
+    fields = _metadata_from_mapping(front_matter)
+    body = clean_text(body)
+    if not fields.get("title"):
+        title, body = _take_title_line(body)
+        fields["title"] = title
+    body, in_text = _take_metadata_lines(body)
+    for key, value in in_text.items():
+        fields.setdefault(key, value)
+    fields["text"] = _tidy(body)
+    return fields
+
+
+def _split_front_matter(text: str, rel: str) -> tuple[dict[str, Any], str]:
+    """YAML front matter at the very top, and the rest of the text."""
+    lines = text.split("\n")
+    if not lines or not _FRONT_MATTER_FENCE.fullmatch(lines[0]):
+        return {}, text
+    for index in range(1, len(lines)):
+        if _FRONT_MATTER_END.fullmatch(lines[index]):
+            break
+    else:
+        raise ArticleError(rel, "broken front matter: no closing '---' line")
+    try:
+        data = yaml.safe_load("\n".join(lines[1:index]))
+    except yaml.YAMLError as exc:
+        raise ArticleError(rel, f"broken front matter: {_yaml_error_summary(exc, line_offset=1)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ArticleError(rel, f"broken front matter: expected 'key: value' lines, got a {type(data).__name__}")
+    return data, "\n".join(lines[index + 1 :])
+
+
+def _yaml_error_summary(exc: yaml.YAMLError, line_offset: int = 0) -> str:
+    """One line: what is wrong and where (1-based line/column in the file)."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).split("\n")[0]
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is None:
+        return str(problem)
+    return f"{problem} (line {mark.line + 1 + line_offset}, column {mark.column + 1})"
+
+
+def _take_title_line(body: str) -> tuple[str, str]:
+    """The first non-empty line as a title (markdown heading marks stripped), and the rest."""
+    lines = body.split("\n")
+    for index, line in enumerate(lines):
+        if line.strip():
+            title = " ".join(_MARKDOWN_HEADING.sub("", line).split())
+            rest = lines[index + 1 :]
+            if rest and _SETEXT_UNDERLINE.fullmatch(rest[0]):
+                rest = rest[1:]
+            return title, "\n".join(rest)
+    return "", body
+
+
+def _take_metadata_lines(body: str) -> tuple[str, dict[str, str]]:
+    """Remove "Published ..." lines near either end of the body; return what they said.
+
+    Only the first and last few non-empty lines are looked at, and a line counts only
+    when its whole remainder is a date, so a sentence that starts "Updated ..." stays.
+    """
+    lines = body.split("\n")
+    non_empty = [index for index, line in enumerate(lines) if line.strip()]
+    zone = sorted(set(non_empty[:METADATA_LINE_ZONE] + non_empty[-METADATA_LINE_ZONE:]))
+    published: str | None = None
+    published_in: tuple[str, str] | None = None
+    updated: str | None = None
+    drop: set[int] = set()
+    for index in zone:
+        line = " ".join(lines[index].split())
+        outlet_and_date = _published_in_line(line)
+        if outlet_and_date:
+            published_in = published_in or outlet_and_date
+            drop.add(index)
+            continue
+        match = _DATED_LINE.fullmatch(line)
+        when = normalize_date(match.group("date")) if match else None
+        if match and when:
+            if match.group("kind").lower().endswith("updated"):
+                updated = updated or when
+            else:
+                published = published or when
+            drop.add(index)
+    found: dict[str, str] = {}
+    when = published or (published_in[1] if published_in else None) or updated
+    if when:
+        found["date"] = when
+    if published_in:
+        found["source"] = published_in[0]
+    return "\n".join(line for index, line in enumerate(lines) if index not in drop), found
+
+
+def _published_in_line(line: str) -> tuple[str, str] | None:
+    """("Dawn", "2023-12-10") from "Published in Dawn, EOS, December 10th, 2023"."""
+    match = _PUBLISHED_IN.fullmatch(line)
+    if not match:
+        return None
+    parts = [part.strip() for part in match.group("rest").split(",")]
+    for count in range(1, len(parts)):
+        when = normalize_date(", ".join(parts[-count:]))
+        if when:
+            outlet = parts[0]
+            return (outlet, when) if outlet else None
+    return None
+
+
+# ---------------------------------------------------------------------------------- HTML
+
+
+class _HeadMetadata(HTMLParser):
+    """``<title>``, ``<meta>`` and canonical link values, for when trafilatura finds none."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title_parts: list[str] = []
+        self.meta: dict[str, str] = {}
+        self.canonical: str | None = None
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name.lower(): (value or "") for name, value in attrs}
+        if tag == "title":
+            self._in_title = True
+        elif tag == "meta":
+            key = (values.get("property") or values.get("name") or "").lower()
+            if key and values.get("content", "").strip():
+                self.meta.setdefault(key, values["content"].strip())
+        elif tag == "link" and "canonical" in values.get("rel", "").lower().split():
+            self.canonical = self.canonical or values.get("href") or None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title_parts.append(data)
+
+    def fields(self) -> dict[str, Any]:
+        meta = self.meta
+        return {
+            "title": meta.get("og:title") or " ".join("".join(self.title_parts).split()) or None,
+            "source": meta.get("og:site_name"),
+            "date": meta.get("article:published_time") or meta.get("date") or meta.get("pubdate"),
+            "url": self.canonical or meta.get("og:url"),
+            "author": meta.get("author") or meta.get("article:author"),
+        }
+
+
+def _parse_html(html: str, rel: str) -> dict[str, Any]:
+    """Main text and metadata of an HTML page by trafilatura, falling back to head tags."""
+    import trafilatura  # heavy import, only needed when the corpus holds HTML
+
+    try:
+        document = trafilatura.bare_extraction(
+            html,
+            with_metadata=True,
+            include_comments=False,
+            include_images=False,
+            include_tables=True,
+            # Only dates stated in the markup: no guessing from the page text or the URL.
+            date_extraction_params={"extensive_search": False, "original_date": True},
+        )
+    except Exception as exc:  # noqa: BLE001 - a parser failure on one page must not stop the build
+        raise ArticleError(rel, f"cannot parse the HTML: {type(exc).__name__}: {exc}") from None
+    extracted = {
+        "title": getattr(document, "title", None),
+        "source": getattr(document, "sitename", None),
+        "date": getattr(document, "date", None),
+        "url": getattr(document, "url", None),
+        "author": getattr(document, "author", None),
+    }
+    head = _HeadMetadata()
+    head.feed(html)
+    head.close()
+    fields = {key: value for key, value in _metadata_from_mapping(extracted).items()}
+    for key, value in _metadata_from_mapping(head.fields()).items():
+        fields.setdefault(key, value)
+    # trafilatura puts one block (paragraph, heading, list item) per line.
+    lines = [line for line in (getattr(document, "text", None) or "").split("\n") if line.strip()]
+    if lines and fields.get("title") and " ".join(lines[0].split()) == fields["title"]:
+        lines = lines[1:]
+    fields["text"] = clean_text("\n\n".join(lines))
+    if not fields["text"]:
+        raise ArticleError(rel, "no article text found in the HTML")
+    return fields
+
+
+# ---------------------------------------------------------------------------------- JSON
+
+
+def _read_json_records(text: str, rel: str, *, jsonl: bool) -> tuple[list[Article], list[ArticleError]]:
+    """Articles from a .json (object or list) or .jsonl file; bad records reported one by one."""
+    problems: list[ArticleError] = []
+    records: list[tuple[int, Any]] = []
+    if jsonl:
+        position = 0
+        for line_number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append((position, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                problems.append(
+                    ArticleError(
+                        f"{rel}#{position}", f"invalid JSON on line {line_number}: {exc.msg} (column {exc.colno})"
+                    )
+                )
+            position += 1
+        if not records and not problems:
+            raise ArticleError(rel, "empty file (no records)")
+        single = False
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArticleError(rel, f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        if isinstance(data, dict):
+            records, single = [(0, data)], True
+        elif isinstance(data, list):
+            if not data:
+                raise ArticleError(rel, "no articles: the JSON list is empty")
+            records, single = list(enumerate(data)), False
+        else:
+            raise ArticleError(rel, f"expected a JSON object or a list of objects, got {type(data).__name__}")
+    articles: list[Article] = []
+    used_ids: set[str] = set()
+    for position, record in records:
+        where = rel if single else f"{rel}#{position}"
+        try:
+            fields = _record_fields(record, where)
+            article_id = rel if single else _record_id(rel, fields, position, used_ids)
+            articles.append(_build_article(article_id, rel, fields, where=where))
+        except ArticleError as problem:
+            problems.append(problem)
+            continue
+        used_ids.add(article_id)
+    problems.sort(key=lambda problem: _position_of(problem.path))
+    return articles, problems
+
+
+def _position_of(problem_path: str) -> int:
+    _, _, position = problem_path.rpartition("#")
+    return int(position) if position.isdigit() else -1
+
+
+def _record_fields(record: Any, where: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise ArticleError(where, f"expected a JSON object, got {type(record).__name__}")
+    fields = _metadata_from_mapping(record)
+    body = _first_value(record, BODY_ALIASES)
+    if not isinstance(body, str) or not body.strip():
+        raise ArticleError(where, "no body text (expected a non-empty 'body', 'text' or 'content' field)")
+    if not fields.get("title"):
+        raise ArticleError(where, "no title (expected a non-empty 'title' field)")
+    fields["text"] = clean_text(body)
+    return fields
+
+
+def _record_id(rel: str, fields: Mapping[str, Any], position: int, used_ids: set[str]) -> str:
+    """``<rel>#<hash of url, else title>``; ``-<position>`` added when two records collide."""
+    basis = fields.get("url") or fields["title"]
+    article_id = f"{rel}#{hashlib.sha256(basis.encode('utf-8')).hexdigest()[:12]}"
+    if article_id in used_ids:
+        article_id = f"{article_id}-{position}"
+    return article_id
+
+
+# ------------------------------------------------------------------------------ metadata
+
+
+def _read_sidecar(path: Path, rel: str) -> dict[str, Any]:
+    """Metadata from ``<file>.meta.json``/``.meta.yaml`` next to ``path`` (empty if none)."""
+    sidecar = _sidecar_for(path)
+    if sidecar is None:
+        return {}
+    name = sidecar.name
+    try:
+        raw = sidecar.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArticleError(rel, f"cannot read metadata sidecar {name}: {exc}") from None
+    try:
+        data = json.loads(raw) if name.lower().endswith(".json") else yaml.safe_load(raw)
+    except json.JSONDecodeError as exc:
+        raise ArticleError(
+            rel, f"broken metadata sidecar {name}: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ArticleError(rel, f"broken metadata sidecar {name}: {_yaml_error_summary(exc)}") from None
+    if not isinstance(data, dict):
+        raise ArticleError(rel, f"broken metadata sidecar {name}: expected key/value pairs")
+    return _metadata_from_mapping(data)
+
+
+def _metadata_from_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The known metadata fields of ``data``, aliases resolved, empty values left out."""
+    lowered = {str(key).lower(): value for key, value in data.items()}
+    fields: dict[str, Any] = {}
+    for name, aliases in FIELD_ALIASES.items():
+        value = _first_value(lowered, aliases)
+        if value is None:
+            continue
+        if name == "date":
+            cleaned = normalize_date(value)
+        else:
+            cleaned = _as_text(value)
+        if cleaned:
+            fields[name] = cleaned
+    return fields
+
+
+def _first_value(data: Mapping[str, Any], keys: Iterable[str]) -> Any:
+    for key in keys:
+        value = data.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _as_text(value: Any) -> str | None:
+    """A one-line string from a scalar or a list of scalars (e.g. several authors)."""
+    if isinstance(value, (list, tuple)):
+        parts = [_as_text(item) for item in value]
+        return ", ".join(part for part in parts if part) or None
+    if isinstance(value, (dict, bool)):
+        return None
+    return " ".join(str(value).split()) or None
+
+
+# ISO dates and timestamps, read as written: "2023-11-27", "2023-11-27T08:45:59+00:00".
+_YEAR_FIRST_DATE = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?:[T\s]+\d{1,2}:\d{2}\S*(?:\s*\S+)?)?")
+
+
+def _valid_iso(year: int, month: int, day: int) -> str | None:
+    if not 1800 <= year <= 2200:
+        return None
+    try:
+        return date(year, month, day).isoformat()
+    except ValueError:
+        return None
+
+
+def _build_article(article_id: str, rel: str, fields: Mapping[str, Any], where: str | None = None) -> Article:
+    """The ``Article``, or an ``ArticleError`` at ``where`` (default: the file) if it is empty."""
+    text = fields.get("text") or ""
+    if not text.strip():
+        raise ArticleError(where or rel, "no article text left after cleaning (only a title or metadata?)")
+    title = fields.get("title")
+    if not title:
+        raise ArticleError(where or rel, "no title")
+    return Article(
+        article_id=article_id,
+        title=title,
+        text=text,
+        source=fields.get("source"),
+        date=fields.get("date"),
+        url=fields.get("url"),
+        author=fields.get("author"),
+        path=rel,
+    )
