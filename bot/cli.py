@@ -227,3 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. piped into `head`
         return 0
+    except Exception as exc:  # a bug: one line for the user, the traceback with -v
+        if args.verbose:
+            raise
+        log.debug("unexpected error", exc_info=True)
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run again with -v for details)", file=sys.stderr)
+        return 1

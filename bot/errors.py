@@ -37,3 +37,6 @@ class ArticleError(BotError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+    def __reduce__(self):  # keeps copy/pickle working with the two-argument constructor
+        return (type(self), (self.path, self.reason))

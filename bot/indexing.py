@@ -11,7 +11,7 @@ import hashlib
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ class BuildReport:
         return bool(self.articles_added or self.articles_changed or self.articles_removed)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "problems"}
         for key in ("articles_added", "articles_changed", "articles_removed", "articles_unchanged"):
             data[key] = len(data[key])
             data[f"{key}_ids"] = getattr(self, key)

@@ -1,0 +1,122 @@
+"""The command line as a user runs it: real processes, the real model, real FAISS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO, copy_seed_corpus
+
+
+def run_bot(*args: str, cwd, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    environment.pop("TELEGRAM_BOT_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=environment, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A folder laid out like the repo: corpus/ with the seed articles, index/ built by the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    copy_seed_corpus(root / "corpus")
+    result = run_bot("index", "--json", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root, json.loads(result.stdout)
+
+
+def _articles(root) -> dict:
+    path = root / "index" / "current" / "articles.jsonl"
+    return {a["article_id"]: a for a in map(json.loads, path.read_text().splitlines())}
+
+
+def test_index_json_reports_what_it_did(workdir):
+    root, report = workdir
+    for key in ("articles_added", "articles_changed", "articles_removed", "articles_unchanged", "chunks_embedded", "chunks_total", "seconds"):
+        assert key in report
+    assert report["articles_added"] == 2 and report["chunks_embedded"] == report["chunks_total"] > 10
+
+
+def test_ask_json_gives_cited_passages_that_quote_the_corpus(workdir):
+    root, _ = workdir
+    result = run_bot("ask", "--json", "Who leads the Bahadurabad group?", "What is the weather in Oslo today?", cwd=root)
+    assert result.returncode == 0, result.stderr
+    first, second = [json.loads(line) for line in result.stdout.splitlines()]
+    assert first["question"] == "Who leads the Bahadurabad group?" and first["found"] is True
+    assert "Khalid Maqbool Siddiqui" in first["answer"]
+    assert len(first["passages"]) == 3
+    articles = _articles(root)
+    for rank, passage in enumerate(first["passages"], 1):
+        assert passage["rank"] == rank
+        assert set(passage) >= {"score", "article_id", "title", "source", "date", "url", "text", "start", "end"}
+        assert articles[passage["article_id"]]["text"][passage["start"] : passage["end"]] == passage["text"]
+    assert any("led by MQM-P president Dr Khalid Maqbool Siddiqui" in p["text"] for p in first["passages"])
+    assert second["found"] is False and second["passages"] == []
+    assert "couldn't find" in second["answer"]
+
+
+def test_ask_reads_questions_from_stdin_and_loads_the_model_once(workdir):
+    root, _ = workdir
+    result = run_bot("ask", "--top-k", "2", "-v", cwd=root, stdin="Who is the mayor of Karachi?\n\nWho leads MQM-Haqiqi?\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Q: ") == 2
+    assert "Murtaza Wahab" in result.stdout and "Afaq Ahmed" in result.stdout
+    assert "[3]" not in result.stdout  # --top-k 2
+    assert result.stderr.count("loading embedding model") == 1
+
+
+def test_plain_answer_has_citation_with_title_outlet_and_date(workdir):
+    root, _ = workdir
+    result = run_bot("ask", "Who is the mayor of Karachi?", cwd=root)
+    assert "Why are MQM-P leaders still optimistic" in result.stdout and "Dawn · 2023-12-10" in result.stdout
+
+
+def test_console_chat_answers_until_end_of_input(workdir):
+    root, _ = workdir
+    result = run_bot("chat", cwd=root, stdin="Who leads the Bahadurabad group?\nHow do I bake sourdough bread?\n")
+    assert result.returncode == 0, result.stderr
+    assert "Ask about 2 articles" in result.stdout
+    assert "Khalid Maqbool Siddiqui" in result.stdout and "couldn't find" in result.stdout
+
+
+def test_sources_lists_the_articles(workdir):
+    root, _ = workdir
+    result = run_bot("sources", cwd=root)
+    assert result.returncode == 0 and "MQM-P groups increasingly separate" in result.stdout and "Dawn" in result.stdout
+
+
+def test_ask_without_an_index_says_what_to_run(tmp_path):
+    copy_seed_corpus(tmp_path / "corpus")
+    result = run_bot("ask", "anything", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no index" in result.stderr and "python -m bot index" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_index_reports_bad_files_and_strict_fails(tmp_path):
+    corpus = copy_seed_corpus(tmp_path / "corpus")
+    (corpus / "broken.md").write_text("---\ntitle: [unclosed\n---\nbody\n")
+    relaxed = run_bot("index", "--json", cwd=tmp_path)
+    assert relaxed.returncode == 0, relaxed.stderr
+    report = json.loads(relaxed.stdout)
+    assert report["articles_added"] == 2
+    assert [p["path"] for p in report["problems"]] == ["broken.md"] and "front matter" in report["problems"][0]["reason"]
+    strict = run_bot("index", "--strict", cwd=tmp_path)
+    assert strict.returncode != 0 and "broken.md" in strict.stdout
+
+
+def test_index_with_another_model_is_refused_at_ask_time(workdir, tmp_path):
+    root, _ = workdir
+    result = run_bot("ask", "x", "--model", "/nonexistent/model", cwd=root)
+    assert result.returncode == 2 and "cannot load embedding model" in result.stderr
+
+
+def test_run_without_token_explains_where_to_put_it(tmp_path):
+    result = run_bot("run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "TELEGRAM_BOT_TOKEN" in result.stderr and ".env" in result.stderr and "Traceback" not in result.stderr
