@@ -1,0 +1,177 @@
+"""Answers and listings as Telegram HTML, within Telegram's rules. No ``telegram`` import.
+
+Rules kept here, for every message:
+- every piece of article text (and of user input) is escaped, so a ``<`` or ``&`` in
+  a passage can never break parsing or inject markup;
+- every message is at most 4096 characters *after entity parsing*, counted as Telegram
+  counts them (UTF-16 code units): long answers are split between blocks (passages,
+  source lines), and one over-long block is split at sentence or word boundaries with
+  its tags re-opened in each part, so tags are balanced in every message.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+from bot.formatting import NOT_FOUND, citation_parts
+from bot.types import Answer, Article, Passage
+
+MESSAGE_LIMIT = 4096
+_TAG = re.compile(r"<[^>]+>")
+
+
+def escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def telegram_length(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def parsed_length(html_text: str) -> int:
+    """Length of the text Telegram shows after parsing our HTML (tags dropped, entities decoded)."""
+    return telegram_length(html.unescape(_TAG.sub("", html_text)))
+
+
+@dataclass(frozen=True)
+class Block:
+    """A piece of a message that is kept whole when it fits: ``open`` + escaped text + ``close``."""
+
+    text: str  # plain text, escaped on rendering
+    open: str = ""
+    close: str = ""
+    raw: bool = False  # ``text`` is already HTML (short, trusted markup we built)
+
+    def render(self) -> str:
+        body = self.text if self.raw else escape(self.text)
+        return f"{self.open}{body}{self.close}"
+
+
+def pack(blocks: list[Block], limit: int = MESSAGE_LIMIT, separator: str = "\n") -> list[str]:
+    """Blocks into as few messages as fit ``limit`` after parsing; never splits inside a tag."""
+    messages: list[str] = []
+    current = ""
+    for block in blocks:
+        for piece in _fit(block, limit):
+            candidate = f"{current}{separator}{piece}" if current else piece
+            if parsed_length(candidate) <= limit:
+                current = candidate
+            else:
+                messages.append(current)
+                current = piece
+    if current:
+        messages.append(current)
+    return messages
+
+
+def _fit(block: Block, limit: int) -> list[str]:
+    """One block as one or more rendered pieces, each within the limit."""
+    rendered = block.render()
+    if parsed_length(rendered) <= limit or block.raw:
+        return [rendered]
+    room = limit - parsed_length(f"{block.open}{block.close}") - 1
+    pieces = []
+    rest = block.text
+    while rest:
+        cut = _cut_point(rest, room)
+        pieces.append(f"{block.open}{escape(rest[:cut].rstrip())}{block.close}")
+        rest = rest[cut:].lstrip()
+    return pieces
+
+
+def _cut_point(text: str, room: int) -> int:
+    """Where to cut ``text`` so the head fits ``room`` UTF-16 units: a sentence end, else a space."""
+    if telegram_length(text) <= room:
+        return len(text)
+    hi = room
+    while telegram_length(text[:hi]) > room:  # astral characters count double
+        hi -= 1
+    head = text[:hi]
+    for pattern in (r"[.!?][”’\"')\]]*\s", r"\s"):
+        ends = [m.end() for m in re.finditer(pattern, head)]
+        if ends and ends[-1] > room // 2:
+            return ends[-1]
+    return hi
+
+
+# -- answers ----------------------------------------------------------------------
+
+
+def source_line(passage: Passage) -> str:
+    """``[n] Title (linked when known) — outlet, date``, escaped."""
+    article = passage.article
+    title = escape(article.title)
+    if article.url and article.url.startswith(("http://", "https://")):
+        title = f'<a href="{escape(article.url)}">{title}</a>'
+    details = ", ".join(escape(p) for p in citation_parts(article)[1:] if p != article.url)
+    return f"[{passage.rank}] {title}" + (f" — {details}" if details else "")
+
+
+def answer_blocks(answer: Answer, *, lead: bool = True) -> list[Block]:
+    blocks: list[Block] = []
+    if lead and answer.best_sentence:
+        blocks.append(Block(f"{escape(answer.best_sentence)} <b>[{answer.best_passage_rank}]</b>\n", raw=True)
+                      if telegram_length(answer.best_sentence) < 1000 else Block(answer.best_sentence + "\n"))
+    for passage in answer.passages:
+        blocks.append(Block(f"[{passage.rank}] {_one_line(passage.text)}", "<blockquote>", "</blockquote>"))
+    blocks.append(Block("\n<b>Sources</b>", raw=True))
+    for passage in answer.passages:
+        blocks.append(Block(source_line(passage), raw=True))
+    return blocks
+
+
+def render_answer(answer: Answer, *, lead: bool = True) -> list[str]:
+    """The answer as one or more HTML messages, each within Telegram's limit."""
+    if not answer.found:
+        return [render_not_found(answer)]
+    return pack(answer_blocks(answer, lead=lead))
+
+
+def render_more(answer: Answer) -> list[str]:
+    """Further passages for "More sources": shown as passages, without a lead sentence."""
+    return pack(answer_blocks(answer, lead=False))
+
+
+def render_not_found(answer: Answer) -> str:
+    filters = ""
+    if answer.filters:
+        filters = " (with the filters " + escape(", ".join(f"{k}={v}" for k, v in answer.filters.items())) + ")"
+    return (
+        f"{escape(NOT_FOUND)}{filters}\n"
+        "Try other names or spellings, or a more specific question. /sources lists the articles I know."
+    )
+
+
+def render_full_passage(passage: Passage, start: int, end: int) -> list[str]:
+    """The whole retrieved span of one passage, with its source line."""
+    text = passage.article.text[start:end]
+    blocks = [Block(_one_line(text), "<blockquote>", "</blockquote>"), Block(source_line(passage), raw=True)]
+    return pack(blocks)
+
+
+# -- listings -------------------------------------------------------------------------
+
+
+def render_sources_page(articles: list[Article], page: int, per_page: int) -> tuple[str, int]:
+    """One page of the article list; returns (html, number of pages)."""
+    pages = max(1, -(-len(articles) // per_page))
+    page = min(max(page, 0), pages - 1)
+    lines = [f"<b>Articles</b> (page {page + 1} of {pages}, {len(articles)} in all)"]
+    for number, article in enumerate(articles[page * per_page : (page + 1) * per_page], page * per_page + 1):
+        title = escape(_clip(article.title, 200))
+        if article.url and article.url.startswith(("http://", "https://")):
+            title = f'<a href="{escape(article.url)}">{title}</a>'
+        details = ", ".join(escape(p) for p in (article.source, article.date) if p)
+        lines.append(f"{number}. {title}" + (f" — {details}" if details else ""))
+    return pack([Block(line, raw=True) for line in lines])[0], pages
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -1,0 +1,122 @@
+"""Telegram HTML rendering: escaping, the 4096 limit after parsing, balanced tags per part."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+from hypothesis import given, settings, strategies as st
+
+from bot.telegram_html import (
+    MESSAGE_LIMIT,
+    Block,
+    pack,
+    parsed_length,
+    render_answer,
+    render_sources_page,
+    telegram_length,
+)
+from bot.types import Answer, Article, Passage
+
+
+class _TagChecker(HTMLParser):
+    """Fails on unbalanced or misnested tags, like Telegram does."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.ok = True
+
+    def handle_starttag(self, tag, attrs):
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.ok = False
+
+
+def balanced(fragment: str) -> bool:
+    checker = _TagChecker()
+    checker.feed(fragment)
+    checker.close()
+    return checker.ok and not checker.stack
+
+
+def _answer(texts: list[str], url: str | None = "https://example.com/a?x=1&y=2") -> Answer:
+    body = "\n\n".join(texts)
+    article = Article("a.md", "Tom & Jerry <live>", body, source="Dawn", date="2023-12-10", url=url)
+    passages, offset = [], 0
+    for rank, text in enumerate(texts, 1):
+        start = body.index(text, offset)
+        passages.append(Passage(rank, article, start, start + len(text), 1.0 / rank, start, start + len(text)))
+        offset = start + len(text)
+    return Answer("q", True, tuple(passages), texts[0][:80], 1)
+
+
+def test_article_text_is_escaped_and_links_quoted():
+    answer = _answer(["Prices rose 5% <b>fast</b> & the 3 > 2 rule held.", "Second passage."])
+    parts = render_answer(answer)
+    joined = "\n".join(parts)
+    assert "&lt;b&gt;fast&lt;/b&gt;" in joined and "&amp; the 3 &gt; 2" in joined
+    assert "<b>fast</b>" not in joined
+    assert 'href="https://example.com/a?x=1&amp;y=2"' in joined
+    assert "Tom &amp; Jerry &lt;live&gt;" in joined
+    assert all(balanced(p) for p in parts)
+
+
+def test_answer_shows_citations_and_sources():
+    answer = _answer(["First passage text.", "Second passage text."], url=None)
+    (message,) = render_answer(answer)
+    plain = html.unescape(re.sub(r"<[^>]+>", "", message))
+    assert "[1] First passage text." in plain and "[2] Second passage text." in plain
+    assert "Sources" in plain
+    assert "[1] Tom & Jerry <live> — Dawn, 2023-12-10" in plain
+    assert "<a href" not in message  # no link when the article has no URL
+
+
+def test_long_answer_is_split_on_passage_boundaries_within_the_limit():
+    passages = [f"Passage {i}: " + ("word & <tag> " * 250) for i in range(6)]
+    parts = render_answer(_answer(passages))
+    assert len(parts) > 1
+    for part in parts:
+        assert parsed_length(part) <= MESSAGE_LIMIT
+        assert balanced(part)
+    assert sum(p.count("<blockquote>") for p in parts) == 6  # no passage was cut in two
+
+
+def test_one_huge_passage_is_split_inside_with_tags_reopened():
+    huge = " ".join(f"Sentence {i} has some words in it & more." for i in range(600))
+    parts = pack([Block(huge, "<blockquote>", "</blockquote>")])
+    assert len(parts) >= 2
+    for part in parts:
+        assert parsed_length(part) <= MESSAGE_LIMIT
+        assert part.startswith("<blockquote>") and part.endswith("</blockquote>")
+        assert balanced(part)
+    rejoined = " ".join(html.unescape(re.sub(r"<[^>]+>", "", p)) for p in parts)
+    assert " ".join(rejoined.split()) == " ".join(huge.split())
+
+
+def test_length_counts_utf16_units_like_telegram():
+    assert telegram_length("😀") == 2
+    assert parsed_length("<b>&lt;😀&gt;</b>") == 4
+    emoji_text = "😀" * 3000  # 3000 characters, 6000 UTF-16 units
+    parts = pack([Block(emoji_text)])
+    assert len(parts) == 2 and all(parsed_length(p) <= MESSAGE_LIMIT for p in parts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=3000), min_size=1, max_size=6))
+def test_any_text_renders_within_limits_and_balanced(texts):
+    parts = pack([Block(t, "<blockquote>", "</blockquote>") for t in texts])
+    for part in parts:
+        assert parsed_length(part) <= MESSAGE_LIMIT
+        assert balanced(part)
+
+
+def test_sources_page_paginates_and_escapes():
+    articles = [Article(f"a{i}", f"Title {i} <&>", "x", source="Out&let", date="2024-01-01") for i in range(20)]
+    text, pages = render_sources_page(articles, 1, 8)
+    assert pages == 3
+    assert "page 2 of 3" in text and "9. Title 8 &lt;&amp;&gt;" in text and "Out&amp;let" in text
+    assert "Title 16" not in text and balanced(text)
