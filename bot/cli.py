@@ -209,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
+        # The bot is a service and logs at LOG_LEVEL; console commands stay quiet unless -v.
+        quiet = logging.INFO if args.command in ("run", "start") else logging.WARNING
+        configured = getattr(logging, settings.log_level.upper(), logging.INFO)
         logging.basicConfig(
-            level=logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
+            level=logging.DEBUG if args.verbose else max(configured, quiet),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )

@@ -120,3 +120,14 @@ def test_run_without_token_explains_where_to_put_it(tmp_path):
     result = run_bot("run", cwd=tmp_path)
     assert result.returncode == 2
     assert "TELEGRAM_BOT_TOKEN" in result.stderr and ".env" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_start_without_token_builds_the_index_then_opens_the_chat(tmp_path):
+    """What `make run` does on a fresh clone with no token configured."""
+    copy_seed_corpus(tmp_path / "corpus")
+    result = run_bot("start", cwd=tmp_path, stdin="Who leads the Bahadurabad group?\n")
+    assert result.returncode == 0, result.stderr
+    assert "Updating the index" in result.stdout and "No TELEGRAM_BOT_TOKEN" in result.stdout
+    assert "led by MQM-P president Dr Khalid Maqbool Siddiqui" in result.stdout
+    assert "MQM-P groups increasingly separate" in result.stdout  # the citation
+    assert (tmp_path / "index" / "current" / "manifest.json").is_file()
