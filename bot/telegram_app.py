@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import secrets
 import time
@@ -19,10 +20,12 @@ from dataclasses import dataclass, field
 
 from telegram import (
     BotCommand,
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
+    ReplyParameters,
     Update,
 )
 from telegram.constants import ChatAction, ChatType, ParseMode
@@ -41,12 +44,13 @@ from telegram.ext import (
 from bot.config import Settings
 from bot.errors import BotError
 from bot.service import QuestionAnswerer
-from bot.telegram_html import escape, render_answer, render_full_passage, render_more, render_sources_page
+from bot.telegram_html import escape, plain_text, render_answer, render_full_passage, render_more, render_sources_page
 from bot.types import Answer, Passage
 
 log = logging.getLogger(__name__)
 
 SOURCES_PER_PAGE = 8
+BUTTONS_PER_ROW = 4
 EXAMPLE_QUESTIONS = (
     "Who leads the Bahadurabad group?",
     "When did the PSP merge into the MQM-P?",
@@ -65,6 +69,7 @@ EMPTY_REPLY = "Please type a question in words, for example: “{example}”"
 ERROR_REPLY = "Sorry, something went wrong while answering. Please try again in a moment."
 REFUSED_REPLY = "Sorry, this bot is private. Ask its owner to add you if you need access."
 EXPIRED_REPLY = "This answer has expired; please ask the question again."
+REDACTED = "[redacted-token]"
 
 
 # -- small bounded state ------------------------------------------------------------------
@@ -112,7 +117,7 @@ class QuestionRateLimiter:
         while times and now - times[0] >= 60:
             times.popleft()
         if len(times) >= self.per_minute:
-            return max(1, int(60 - (now - times[0])) + 1)
+            return max(1, math.ceil(60 - (now - times[0])))
         times.append(now)
         self._times.put(user_id, times)
         return 0
@@ -140,6 +145,8 @@ class BotState:
     answered_messages: BoundedDict = field(default_factory=lambda: BoundedDict(20_000, max_age=24 * 3600))
     answers: BoundedDict = field(default_factory=lambda: BoundedDict(5_000, max_age=24 * 3600))
     refused: BoundedDict = field(default_factory=lambda: BoundedDict(10_000))
+    # callback query ids already answered (Telegram refuses a second answer)
+    answered_queries: BoundedDict = field(default_factory=lambda: BoundedDict(10_000, max_age=3600))
     rebuild_task: asyncio.Task | None = None
     watcher_task: asyncio.Task | None = None
     examples: tuple[str, ...] = EXAMPLE_QUESTIONS
@@ -160,12 +167,18 @@ class TokenRedactingFilter(logging.Filter):
         self.token = token
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.token:
-            message = record.getMessage()
-            if self.token in message:
-                record.msg, record.args = message.replace(self.token, "[redacted-token]"), None
-            if record.exc_info and record.exc_info[1] is not None and self.token in str(record.exc_info[1]):
-                record.exc_text = logging.Formatter().formatException(record.exc_info).replace(self.token, "[redacted-token]")
+        if not self.token:
+            return True
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, REDACTED), None
+        # The whole chain counts: a NetworkError's cause is often an httpx error quoting the URL.
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and self.token in record.exc_text:
+            record.exc_text = record.exc_text.replace(self.token, REDACTED)
+        if record.stack_info and self.token in record.stack_info:
+            record.stack_info = record.stack_info.replace(self.token, REDACTED)
         return True
 
 
@@ -201,11 +214,11 @@ async def _allowed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     if state.refused.fetch(key) is None:  # refuse politely once, then stay quiet
         state.refused.put(key, True)
         if update.callback_query:
-            await update.callback_query.answer(REFUSED_REPLY)
+            await _ack(context, update.callback_query, REFUSED_REPLY, alert=True)
         elif update.effective_message and chat and chat.type == ChatType.PRIVATE:
             await update.effective_message.reply_text(REFUSED_REPLY)
     elif update.callback_query:
-        await update.callback_query.answer()
+        await _ack(context, update.callback_query)
     return False
 
 
@@ -214,58 +227,77 @@ async def _allowed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
 
 @contextlib.asynccontextmanager
 async def typing(context: ContextTypes.DEFAULT_TYPE, chat_id: int):
-    """Show "typing…" at once and keep it alive (it lapses after ~5 s) while we work."""
+    """Show "typing…" at once and keep it alive (it lapses after ~5 s) while we work.
+
+    The first action goes out alongside the work (no added latency), but the block does
+    not end before it has been sent, so "typing" always precedes the reply.
+    """
+    first_sent = asyncio.Event()
 
     async def keep_alive():
         while True:
             with contextlib.suppress(TelegramError):
                 await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
+            first_sent.set()
             await asyncio.sleep(4)
 
     task = asyncio.create_task(keep_alive())
     try:
         yield
     finally:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(first_sent.wait(), timeout=5)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
 
 def _keyboard(key: str, answer: Answer, more: bool) -> InlineKeyboardMarkup | None:
-    """Per source "Full [n]" and "Open [n]", then "More sources". Callback data stays tiny."""
-    rows = []
+    """Per source "Full [n]" and "Open [n]", then "More sources". Callback data stays tiny.
+
+    Rows hold at most ``BUTTONS_PER_ROW`` buttons (Telegram allows 8; phones show fewer well).
+    """
     full = [InlineKeyboardButton(f"Full [{p.rank}]", callback_data=f"f:{key}:{p.rank}") for p in answer.passages]
-    if full:
-        rows.append(full)
     opened = [
         InlineKeyboardButton(f"Open [{p.rank}]", url=p.article.url)
         for p in answer.passages
         if p.article.url and p.article.url.startswith(("http://", "https://"))
     ]
-    if opened:
-        rows.append(opened)
+    rows = [group[i : i + BUTTONS_PER_ROW] for group in (full, opened) for i in range(0, len(group), BUTTONS_PER_ROW)]
     if more:
         rows.append([InlineKeyboardButton("More sources", callback_data=f"m:{key}")])
     return InlineKeyboardMarkup(rows) if rows else None
 
 
-async def _send_parts(message: Message, parts: list[str], markup: InlineKeyboardMarkup | None, quote: bool) -> Message:
-    """Send an answer split in parts; the buttons go under the last part."""
+async def _send_parts(
+    context: ContextTypes.DEFAULT_TYPE, chat_id: int, parts: list[str], markup: InlineKeyboardMarkup | None, reply_to: int | None
+) -> Message:
+    """Send an answer split in parts (the first replying to ``reply_to``); buttons go under the last."""
     sent = None
     for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        sent = await message.reply_text(
+        sent = await context.bot.send_message(
+            chat_id,
             part,
             parse_mode=ParseMode.HTML,
-            reply_markup=markup if last else None,
+            reply_markup=markup if i == len(parts) - 1 else None,
             link_preview_options=LinkPreviewOptions(is_disabled=True),
-            do_quote=quote and i == 0,
+            reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to and i == 0 else None,
         )
     return sent
 
 
 def _example(context: ContextTypes.DEFAULT_TYPE) -> str:
     return _state(context).examples[0]
+
+
+async def _ack(context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery, text: str | None = None, alert: bool = False) -> bool:
+    """Answer a callback query once (Telegram refuses a second answer); False if already answered."""
+    answered = _state(context).answered_queries
+    if answered.fetch(query.id) is not None:
+        return False
+    answered.put(query.id, True)
+    await query.answer(text, show_alert=alert)
+    return True
 
 
 # -- questions ----------------------------------------------------------------------------
@@ -278,15 +310,15 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
     chat = update.effective_chat
     user = update.effective_user
     if not re.search(r"\w", question):
-        await message.reply_text(EMPTY_REPLY.format(example=_example(context)))
+        await context.bot.send_message(chat.id, EMPTY_REPLY.format(example=_example(context)))
         return
     wait = state.rate_limiter.wait_seconds(user.id if user else chat.id)
     if wait:
-        await message.reply_text(f"You are asking faster than I can keep up: please wait {wait} seconds.")
+        await context.bot.send_message(chat.id, f"You are asking faster than I can keep up: please wait {wait} seconds.")
         return
 
     previous, force = None, False
-    replied = message.reply_to_message
+    replied = message.reply_to_message if isinstance(message, Message) else None
     if replied and replied.from_user and replied.from_user.id == context.bot.id:
         previous = state.answered_messages.fetch((chat.id, replied.message_id))
         force = previous is not None
@@ -298,22 +330,25 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
             state.answerer.ask, question, state.settings.top_k, previous_question=previous, force_context=force
         )
     key = secrets.token_urlsafe(6)
-    quote = chat.type != ChatType.PRIVATE
+    # In groups the answer quotes the question (several people may be asking); a button's
+    # message may be inaccessible (older than 48 h), then there is nothing to quote.
+    quote = message.message_id if chat.type != ChatType.PRIVATE and isinstance(message, Message) else None
     if not answer.found:
-        await _send_parts(message, render_answer(answer), None, quote)
+        await _send_parts(context, chat.id, render_answer(answer), None, quote)
         return
     state.answers.put(
         key,
         AnswerState(question, previous, force, len(answer.passages), {p.rank: p for p in answer.passages}),
     )
-    sent = await _send_parts(message, render_answer(answer), _keyboard(key, answer, more=True), quote)
+    sent = await _send_parts(context, chat.id, render_answer(answer), _keyboard(key, answer, more=True), quote)
     searched = answer.retrieval_query or question
     state.answered_messages.put((chat.id, sent.message_id), searched)
     state.chat_memory.put(chat.id, searched)
 
 
 def _mentions_bot(message: Message, username: str) -> bool:
-    return bool(username) and f"@{username.lower()}" in (message.text or "").lower()
+    """``@username`` as a whole word (``@newsbotfan`` is someone else)."""
+    return bool(username) and re.search(rf"@{re.escape(username)}\b", message.text or "", re.IGNORECASE) is not None
 
 
 def _strip_mention(text: str, username: str) -> str:
@@ -360,6 +395,7 @@ async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 
 
 async def on_edited(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """An edited message: we answer new messages only, so ask for it again (private chats)."""
     if update.effective_chat.type != ChatType.PRIVATE or not await _allowed(update, context):
         return
     await update.effective_message.reply_text(EDITED_REPLY)
@@ -389,6 +425,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """How to ask, what the citations mean, the commands."""
     if not await _allowed(update, context):
         return
     username = context.bot.username or "bot"
@@ -414,6 +451,7 @@ def _sources_markup(page: int, pages: int) -> InlineKeyboardMarkup | None:
 
 
 async def sources_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The articles, a page at a time, with Previous/Next buttons."""
     if not await _allowed(update, context):
         return
     articles = await asyncio.to_thread(_state(context).answerer.articles)
@@ -447,7 +485,7 @@ async def reindex_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         except Exception:
             log.exception("reindex crashed")
             text = "The rebuild failed and the previous index is still serving. The details are in the log."
-        await context.bot.send_message(message.chat_id, escape(text)[:4000], parse_mode=ParseMode.HTML)
+        await context.bot.send_message(message.chat_id, escape(text[:3500]), parse_mode=ParseMode.HTML)
 
     state.rebuild_task = asyncio.create_task(rebuild())
 
@@ -456,62 +494,65 @@ async def reindex_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Button presses: sources pages, example questions, More sources, Full passage."""
     query = update.callback_query
     if not await _allowed(update, context):
         return
     state = _state(context)
     kind, _, rest = (query.data or "").partition(":")
+    chat_id = query.message.chat.id if query.message else query.from_user.id
     if kind == "s":
-        await query.answer()
+        await _ack(context, query)
         articles = await asyncio.to_thread(state.answerer.articles)
-        text, pages = render_sources_page(articles, int(rest or 0), SOURCES_PER_PAGE)
-        page = min(max(int(rest or 0), 0), pages - 1)
-        with contextlib.suppress(BadRequest):  # an unchanged page (list edited meanwhile) is fine
+        requested = int(rest) if rest.isdigit() else 0
+        text, pages = render_sources_page(articles, requested, SOURCES_PER_PAGE)
+        markup = _sources_markup(min(requested, pages - 1), pages)
+        current = query.message if isinstance(query.message, Message) else None
+        if current and current.text == plain_text(text) and current.reply_markup == markup:
+            return  # a double tap: Telegram refuses an edit that changes nothing
+        with contextlib.suppress(BadRequest):  # e.g. the message became too old to edit
             await query.edit_message_text(
-                text, parse_mode=ParseMode.HTML, reply_markup=_sources_markup(page, pages), link_preview_options=LinkPreviewOptions(is_disabled=True)
+                text, parse_mode=ParseMode.HTML, reply_markup=markup, link_preview_options=LinkPreviewOptions(is_disabled=True)
             )
         return
     if kind == "e":
-        await query.answer()
+        await _ack(context, query)
         index = int(rest) if rest.isdigit() else 0
         question = state.examples[index % len(state.examples)]
-        await query.message.reply_text(f"“{question}”")
+        await context.bot.send_message(chat_id, f"“{question}”")
         await answer_question(update, context, question)
         return
     key, _, rank = rest.partition(":")
     answer_state: AnswerState | None = state.answers.fetch(key)
-    if answer_state is None:
-        await query.answer(EXPIRED_REPLY, show_alert=True)
+    if answer_state is None or kind not in ("f", "m"):
+        await _ack(context, query, EXPIRED_REPLY, alert=True)
         return
     if kind == "f":
         passage = answer_state.passages.get(int(rank)) if rank.isdigit() else None
         if passage is None:
-            await query.answer(EXPIRED_REPLY, show_alert=True)
+            await _ack(context, query, EXPIRED_REPLY, alert=True)
             return
-        await query.answer()
-        for part in render_full_passage(passage, passage.chunk_start, passage.chunk_end):
-            await query.message.reply_text(part, parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
+        await _ack(context, query)
+        parts = render_full_passage(passage, passage.chunk_start, passage.chunk_end)
+        await _send_parts(context, chat_id, parts, None, None)
         return
-    if kind == "m":
-        await query.answer()
-        async with typing(context, query.message.chat_id):
-            answer = await asyncio.to_thread(
-                state.answerer.ask,
-                answer_state.question,
-                state.settings.top_k,
-                offset=answer_state.shown,
-                previous_question=answer_state.previous_question,
-                force_context=answer_state.force_context,
-            )
-        if not answer.passages:
-            await query.message.reply_text("There are no more passages about this.")
-            return
-        answer_state.shown += len(answer.passages)
-        answer_state.passages.update({p.rank: p for p in answer.passages})
-        more = len(answer.passages) == state.settings.top_k
-        await _send_parts(query.message, render_more(answer), _keyboard(key, answer, more), quote=False)
+    await _ack(context, query)
+    async with typing(context, chat_id):
+        answer = await asyncio.to_thread(
+            state.answerer.ask,
+            answer_state.question,
+            state.settings.top_k,
+            offset=answer_state.shown,
+            previous_question=answer_state.previous_question,
+            force_context=answer_state.force_context,
+        )
+    if not answer.passages:
+        await context.bot.send_message(chat_id, "There are no more passages about this.")
         return
-    await query.answer()
+    answer_state.shown += len(answer.passages)
+    answer_state.passages.update({p.rank: p for p in answer.passages})
+    more = len(answer.passages) == state.settings.top_k
+    await _send_parts(context, chat_id, render_more(answer), _keyboard(key, answer, more), None)
 
 
 # -- errors, start-up, shutdown -----------------------------------------------------------
@@ -520,12 +561,14 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log first, with the traceback; then a short apology, never the details."""
     log.error("error while handling an update", exc_info=context.error)
-    if isinstance(update, Update):
-        with contextlib.suppress(TelegramError):
-            if update.callback_query:
-                await update.callback_query.answer(ERROR_REPLY)
-            elif update.effective_message:
-                await update.effective_message.reply_text(ERROR_REPLY)
+    if not isinstance(update, Update):
+        return
+    with contextlib.suppress(TelegramError):
+        # A button press already acknowledged can only get the apology as a message.
+        if update.callback_query and await _ack(context, update.callback_query, ERROR_REPLY, alert=True):
+            return
+        if update.effective_chat:
+            await context.bot.send_message(update.effective_chat.id, ERROR_REPLY)
 
 
 async def _watch_index(app: Application) -> None:

@@ -19,6 +19,7 @@ from bot.formatting import NOT_FOUND, citation_parts
 from bot.types import Answer, Article, Passage
 
 MESSAGE_LIMIT = 4096
+TITLE_LIMIT = 200
 _TAG = re.compile(r"<[^>]+>")
 
 
@@ -34,6 +35,11 @@ def telegram_length(text: str) -> int:
 def parsed_length(html_text: str) -> int:
     """Length of the text Telegram shows after parsing our HTML (tags dropped, entities decoded)."""
     return telegram_length(html.unescape(_TAG.sub("", html_text)))
+
+
+def plain_text(html_text: str) -> str:
+    """The text Telegram shows for our HTML (tags dropped, entities decoded, ends stripped)."""
+    return html.unescape(_TAG.sub("", html_text)).strip()
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ def _cut_point(text: str, room: int) -> int:
 def source_line(passage: Passage) -> str:
     """``[n] Title (linked when known) — outlet, date``, escaped."""
     article = passage.article
-    title = escape(article.title)
+    title = escape(_clip(article.title, TITLE_LIMIT))  # a title is one line, but a corpus may say otherwise
     if article.url and article.url.startswith(("http://", "https://")):
         title = f'<a href="{escape(article.url)}">{title}</a>'
     details = ", ".join(escape(p) for p in citation_parts(article)[1:] if p != article.url)
@@ -111,6 +117,7 @@ def source_line(passage: Passage) -> str:
 
 
 def answer_blocks(answer: Answer, *, lead: bool = True) -> list[Block]:
+    """Lead sentence and quoted passages, then the Sources heading and one line per source."""
     blocks: list[Block] = []
     if lead and answer.best_sentence:
         blocks.append(Block(f"{escape(answer.best_sentence)} <b>[{answer.best_passage_rank}]</b>\n", raw=True)
@@ -127,12 +134,21 @@ def render_answer(answer: Answer, *, lead: bool = True) -> list[str]:
     """The answer as one or more HTML messages, each within Telegram's limit."""
     if not answer.found:
         return [render_not_found(answer)]
-    return pack(answer_blocks(answer, lead=lead))
+    return _pack_answer(answer_blocks(answer, lead=lead))
 
 
 def render_more(answer: Answer) -> list[str]:
     """Further passages for "More sources": shown as passages, without a lead sentence."""
-    return pack(answer_blocks(answer, lead=False))
+    return _pack_answer(answer_blocks(answer, lead=False))
+
+
+def _pack_answer(blocks: list[Block]) -> list[str]:
+    """Like ``pack``, but the Sources list is kept in one message whenever it fits in one."""
+    split = next((i for i, b in enumerate(blocks) if b.raw and b.text == "\n<b>Sources</b>"), len(blocks))
+    messages, sources = pack(blocks[:split]), pack(blocks[split:])
+    if len(sources) == 1 and messages and parsed_length(f"{messages[-1]}\n{sources[0]}") > MESSAGE_LIMIT:
+        return messages + sources  # whole, in a message of its own
+    return pack(blocks)
 
 
 def render_not_found(answer: Answer) -> str:

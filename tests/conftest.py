@@ -11,6 +11,7 @@ from tests.helpers import FakeEmbedder, copy_seed_corpus, make_settings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 
 @pytest.fixture
