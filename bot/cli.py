@@ -183,6 +183,8 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
         cmd_index(args, settings)
     if settings.telegram_bot_token.strip():
         return cmd_run(args, settings)
+    if not args.verbose:  # a console user, not an operator: service logs would clutter the chat
+        logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     print("No TELEGRAM_BOT_TOKEN set (environment or .env): opening the console chat instead.")
     args.top_k, args.source, args.since, args.until = None, [], None, None
     return cmd_chat(args, settings)

@@ -7,6 +7,8 @@ matching beats this size of embedding model, so this half of retrieval matters.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -44,18 +46,29 @@ def tokenize(text: str) -> list[str]:
 class LexicalIndex:
     """A BM25 index whose document i is store row i."""
 
-    def __init__(self, model, size: int):
+    def __init__(self, model, size: int, document_frequency: dict[str, int] | None = None):
         self._model = model
         self.size = size
+        self.document_frequency = document_frequency or {}
 
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
         import bm25s
 
         model = bm25s.BM25()
+        tokenized = [tokenize(t) or [""] for t in texts]
         if texts:
-            model.index([tokenize(t) or [""] for t in texts], show_progress=False)
-        return cls(model, len(texts))
+            model.index(tokenized, show_progress=False)
+        frequency: dict[str, int] = {}
+        for terms in tokenized:
+            for term in set(terms):
+                frequency[term] = frequency.get(term, 0) + 1
+        return cls(model, len(texts), frequency)
+
+    def idf(self, term: str) -> float:
+        """How informative a (tokenized) term is here: rare names weigh more than "party"."""
+        df = self.document_frequency.get(term, 0)
+        return math.log(1 + (self.size - df + 0.5) / (df + 0.5))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every document (zeros when no query term is known)."""
@@ -67,6 +80,7 @@ class LexicalIndex:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "size.txt").write_text(str(self.size))
+        (directory / "document_frequency.json").write_text(json.dumps(self.document_frequency, ensure_ascii=False))
         if self.size:
             self._model.save(str(directory), show_progress=False)
 
@@ -76,4 +90,6 @@ class LexicalIndex:
 
         size = int((directory / "size.txt").read_text())
         model = bm25s.BM25.load(str(directory), show_progress=False) if size else bm25s.BM25()
-        return cls(model, size)
+        frequency_file = directory / "document_frequency.json"
+        frequency = json.loads(frequency_file.read_text()) if frequency_file.is_file() else {}
+        return cls(model, size, frequency)

@@ -118,6 +118,7 @@ class QuestionAnswerer:
             first_rank=offset + 1,
             retrieval_query=query,
             filters=(filters or Filters()).to_dict(),
+            term_weight=serving.index.lexical.idf,
         )
 
     # -- what the corpus holds -----------------------------------------------------
