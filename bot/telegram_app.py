@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 
 from telegram import (
@@ -42,7 +43,7 @@ from telegram.ext import (
 )
 
 from bot.config import Settings
-from bot.errors import BotError
+from bot.errors import BotError, ConfigError
 from bot.service import QuestionAnswerer
 from bot.telegram_html import escape, plain_text, render_answer, render_full_passage, render_more, render_sources_page
 from bot.types import Answer, Passage
@@ -631,25 +632,44 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     return app
 
 
+_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+def webhook_options(settings: Settings) -> dict:
+    """Arguments for PTB's webhook server: Telegram must send the secret with every update.
+
+    The listener serves the path of TELEGRAM_WEBHOOK_URL (a reverse proxy terminates HTTPS
+    in front of it), and PTB answers 403 to any request without the secret header.
+    """
+    secret = settings.telegram_webhook_secret
+    if not secret or not _SECRET_SHAPE.match(secret):
+        raise ConfigError(
+            "webhook mode needs TELEGRAM_WEBHOOK_SECRET (1-256 characters of A-Z, a-z, 0-9, _ and -) "
+            "so that forged updates are refused; set it in the environment or .env"
+        )
+    url = settings.telegram_webhook_url
+    if not url.startswith("https://"):
+        raise ConfigError("TELEGRAM_WEBHOOK_URL must be the public https:// address Telegram posts updates to")
+    return {
+        "listen": settings.telegram_webhook_listen,
+        "port": settings.telegram_webhook_port,
+        "url_path": urlsplit(url).path.strip("/"),
+        "webhook_url": url,
+        "secret_token": secret,
+        "allowed_updates": Update.ALL_TYPES,
+    }
+
+
 def run_bot(settings: Settings) -> None:
     """Load the model and index once, then serve by long polling (or webhook, if configured)."""
     token = settings.require_token()
     install_token_redaction(token)
+    options = webhook_options(settings) if settings.telegram_webhook_url else None
     answerer = QuestionAnswerer(settings).load()
     app = build_application(settings, answerer)
-    if settings.telegram_webhook_url:
-        if not settings.telegram_webhook_secret:
-            raise BotError("webhook mode needs TELEGRAM_WEBHOOK_SECRET so forged updates are refused")
-        log.info("serving by webhook on %s:%s", settings.telegram_webhook_listen, settings.telegram_webhook_port)
-        path = settings.telegram_webhook_url.rstrip("/").rsplit("/", 1)[-1] if "/" in settings.telegram_webhook_url[8:] else ""
-        app.run_webhook(
-            listen=settings.telegram_webhook_listen,
-            port=settings.telegram_webhook_port,
-            url_path=path,
-            webhook_url=settings.telegram_webhook_url,
-            secret_token=settings.telegram_webhook_secret,
-            allowed_updates=Update.ALL_TYPES,
-        )
+    if options:
+        log.info("serving by webhook on %s:%s", options["listen"], options["port"])
+        app.run_webhook(**options)
     else:
         log.info("serving by long polling")
         app.run_polling(allowed_updates=Update.ALL_TYPES)
