@@ -28,6 +28,13 @@ def _ids(value: str) -> frozenset[int]:
         raise ConfigError(f"expected comma-separated numeric ids, got {value!r}") from None
 
 
+def _questions(value: str) -> tuple[str, ...]:
+    questions = tuple(q.strip() for q in value.split("|") if q.strip())
+    if not questions:
+        raise ConfigError("expected questions separated by |")
+    return questions
+
+
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -58,6 +65,12 @@ class Settings:
     admin_user_ids: frozenset[int] = frozenset()
     questions_per_minute: int = 10
     index_poll_seconds: float = 5.0  # how often the bot looks for an index rebuilt by another process
+    # Three questions /start offers as buttons; they should suit the corpus ("|" between them).
+    example_questions: tuple[str, ...] = (
+        "Who leads the Bahadurabad group?",
+        "When did the PSP merge into the MQM-P?",
+        "Who is the mayor of Karachi?",
+    )
     log_level: str = "INFO"
     strict: bool = False
 
@@ -84,6 +97,7 @@ class Settings:
         "ADMIN_USER_IDS": ("admin_user_ids", _ids),
         "QUESTIONS_PER_MINUTE": ("questions_per_minute", int),
         "INDEX_POLL_SECONDS": ("index_poll_seconds", float),
+        "EXAMPLE_QUESTIONS": ("example_questions", _questions),
         "LOG_LEVEL": ("log_level", str),
         "STRICT": ("strict", _bool),
     }

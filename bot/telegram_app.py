@@ -52,11 +52,6 @@ log = logging.getLogger(__name__)
 
 SOURCES_PER_PAGE = 8
 BUTTONS_PER_ROW = 4
-EXAMPLE_QUESTIONS = (
-    "Who leads the Bahadurabad group?",
-    "When did the PSP merge into the MQM-P?",
-    "Who is the mayor of Karachi?",
-)
 COMMANDS = (
     ("start", "What I know about, with example questions"),
     ("help", "How to ask and what the citations mean"),
@@ -150,7 +145,6 @@ class BotState:
     answered_queries: BoundedDict = field(default_factory=lambda: BoundedDict(10_000, max_age=3600))
     rebuild_task: asyncio.Task | None = None
     watcher_task: asyncio.Task | None = None
-    examples: tuple[str, ...] = EXAMPLE_QUESTIONS
 
 
 def _state(context: ContextTypes.DEFAULT_TYPE) -> BotState:
@@ -288,7 +282,7 @@ async def _send_parts(
 
 
 def _example(context: ContextTypes.DEFAULT_TYPE) -> str:
-    return _state(context).examples[0]
+    return _state(context).settings.example_questions[0]
 
 
 async def _ack(context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery, text: str | None = None, alert: bool = False) -> bool:
@@ -421,7 +415,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         + ".\nI reply with the passages that answer you, quoted, each with a numbered citation. "
         "If the articles do not say, I tell you so.\n\nTry one of these, or type your own:"
     )
-    buttons = [[InlineKeyboardButton(q[:60], callback_data=f"e:{i}")] for i, q in enumerate(state.examples)]
+    buttons = [[InlineKeyboardButton(q[:60], callback_data=f"e:{i}")] for i, q in enumerate(state.settings.example_questions)]
     await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=InlineKeyboardMarkup(buttons))
 
 
@@ -519,7 +513,8 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if kind == "e":
         await _ack(context, query)
         index = int(rest) if rest.isdigit() else 0
-        question = state.examples[index % len(state.examples)]
+        examples = state.settings.example_questions
+        question = examples[index % len(examples)]
         await context.bot.send_message(chat_id, f"“{question}”")
         await answer_question(update, context, question)
         return

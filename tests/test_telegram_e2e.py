@@ -39,7 +39,6 @@ from bot.telegram_app import (
     EDITED_REPLY,
     EMPTY_REPLY,
     ERROR_REPLY,
-    EXAMPLE_QUESTIONS,
     EXPIRED_REPLY,
     NON_TEXT_REPLY,
     REFUSED_REPLY,
@@ -52,6 +51,7 @@ from tests.helpers import REPO, FakeEmbedder, copy_seed_corpus, make_settings, w
 
 __all__ = ["fake_bot_api"]  # the imported fixture, used through `server` below
 
+EXAMPLE_QUESTIONS = Settings().example_questions
 WAIT = 60.0  # seconds; generous because the model runs on a shared, sometimes busy CPU
 BAHADURABAD = "Who leads the Bahadurabad group?"
 MAYOR = "Who is the mayor of Karachi?"
