@@ -39,6 +39,7 @@ index: install
 bench: install
 	$(BIN)/python -m bot eval seed
 	$(BIN)/python -m bot eval multihop --split test
+	$(BIN)/python -m bot eval build
 
 clean-venv:
 	rm -rf $(VENV)

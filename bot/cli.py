@@ -65,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("start", parents=[common], help="update the index, then serve Telegram if a token is set, else open the chat")
 
     evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
-    evaluate.add_argument("suite", choices=["seed", "multihop"])
+    evaluate.add_argument("suite", choices=["seed", "multihop", "build"], help="seed gold set, MultiHop-RAG, or build throughput")
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="test", help="MultiHop-RAG questions to score")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--benchmark-dir", type=Path, help="MultiHop-RAG folder (default: ../shared/benchmarks/multihop-rag)")
-    evaluate.add_argument("--limit", type=int, help="score only the first N questions (quick checks)")
+    evaluate.add_argument("--limit", type=int, help="multihop: score only the first N questions; build: use the first N articles")
     return parser
 
 

@@ -1,0 +1,370 @@
+"""Retrieval mechanics and the evaluation harness: metrics by hand, query parsing,
+fusion, boosts, dedupe, merging, diversity, and a smoke run of ``eval multihop``."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.evaluation import (
+    eval_multihop,
+    evidence_flags,
+    fact_first_ranks,
+    fact_recall_at,
+    format_multihop,
+    hits_at,
+    latency_summary,
+    load_questions,
+    map_at,
+    mrr_at,
+    run_eval,
+    score_question,
+    squash,
+)
+from bot.indexing import build_index
+from bot.query import SourceMatcher, find_dates, parse_query, source_aliases, split_parts
+from bot.retrieval import Filters, RetrievalParams, Retriever
+from bot.store import load_index
+from tests.helpers import FakeEmbedder, make_settings, write_article
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def test_squash_ignores_all_whitespace():
+    assert squash(" a b\n\tc ") == "abc"
+
+
+def test_metrics_by_hand_two_facts():
+    passages = ["nothing here", "the cat sat  on\nthe mat", "x", "dogs bark loudly", "the cat sat on the mat again"]
+    facts = ["cat sat on the mat", "dogs bark"]
+    flags = evidence_flags(passages, facts)
+    assert flags == [False, True, False, True, True]
+    ranks = fact_first_ranks(passages, facts)
+    assert ranks == [2, 4]
+    assert hits_at(flags, 1) == 0.0
+    assert hits_at(flags, 2) == 1.0
+    assert mrr_at(flags) == pytest.approx(0.5)
+    # MAP@10 as the authors define it: (1/2 + 1/4) / min(2, 10)
+    assert map_at(ranks, 2) == pytest.approx(0.375)
+    assert fact_recall_at(ranks) == 1.0
+
+
+def test_metrics_partial_and_missing():
+    ranks = [3, None, None]
+    assert map_at(ranks, 3) == pytest.approx((1 / 3) / 3)
+    assert fact_recall_at(ranks) == pytest.approx(1 / 3)
+    assert mrr_at([False] * 10) == 0.0
+    assert hits_at([False, False, False, False, True], 4) == 0.0
+    assert hits_at([False, False, False, False, True], 10) == 1.0
+
+
+def test_two_facts_first_seen_in_one_passage_count_at_that_rank():
+    ranks = fact_first_ranks(["a", "alpha and beta"], ["alpha", "beta"])
+    assert ranks == [2, 2]
+    assert map_at(ranks, 2) == pytest.approx((2 / 2) / 2)
+
+
+def test_only_top_ten_count():
+    passages = ["x"] * 10 + ["the fact"]
+    scores = score_question(passages, ["the fact"])
+    assert scores == {"hits@4": 0.0, "hits@10": 0.0, "map@10": 0.0, "mrr@10": 0.0, "fact_recall@10": 0.0}
+
+
+def test_latency_summary():
+    summary = latency_summary([0.010, 0.020, 0.030])
+    assert summary["mean_ms"] == pytest.approx(20.0)
+    assert summary["median_ms"] == pytest.approx(20.0)
+
+
+# ------------------------------------------------------------------------------ query understanding
+
+SOURCES = [
+    "TechCrunch",
+    "The Verge",
+    "The Roar | Sports Writers Blog",
+    "The Independent - Life and Style",
+    "The Independent - Sports",
+    "Fortune",
+    "CBSSports.com",
+    "Cnbc | World Business News Leader",
+    "The Age",
+]
+
+
+def test_source_aliases():
+    assert "the roar" in source_aliases("The Roar | Sports Writers Blog")
+    assert "cnbc" in source_aliases("Cnbc | World Business News Leader")
+    assert "cbssports" in source_aliases("CBSSports.com")
+
+
+def test_outlets_found_by_full_name_and_head():
+    hints = parse_query("Does 'The Roar | Sports Writers Blog' say X, while TechCrunch says Y?", SOURCES)
+    assert hints.sources == ("The Roar | Sports Writers Blog", "TechCrunch")
+    hints = parse_query("What did CNBC report about Fortune's list?", SOURCES)
+    assert "Cnbc | World Business News Leader" in hints.sources and "Fortune" in hints.sources
+
+
+def test_ambiguous_head_names_every_matching_outlet():
+    hints = parse_query("According to The Independent, who won?", SOURCES)
+    assert set(hints.sources) == {"The Independent - Life and Style", "The Independent - Sports"}
+
+
+def test_lowercase_common_words_are_not_outlets():
+    hints = parse_query("Did the company make a fortune, and at what age did its rivals verge on collapse?", SOURCES)
+    assert hints.sources == ()
+
+
+def test_dates_in_several_forms():
+    text = "After the report on October 7, 2023 and 12 November 2023, and on 2023-12-15"
+    assert [iso for _, _, iso in find_dates(text)] == ["2023-10-07", "2023-11-12", "2023-12-15"]
+    assert [iso for _, _, iso in find_dates("published on Oct. 5th", default_year=2023)] == ["2023-10-05"]
+    assert find_dates("published on Oct. 5th") == []
+
+
+def test_months_and_publication_constraints():
+    hints = parse_query("What did TechCrunch publish in November 2023 about OpenAI?", SOURCES)
+    assert hints.months == ("2023-11",)
+    assert hints.sources == ("TechCrunch",)
+    hints = parse_query("What was published after December 10, 2023 about the rift?", SOURCES)
+    assert hints.since == "2023-12-10" and hints.until is None
+    hints = parse_query("Which stories were published before 1 October 2023?", SOURCES)
+    assert hints.until == "2023-10-01"
+
+
+def test_compound_question_splits_into_parts():
+    parts = split_parts("Does the TechCrunch article say that the CEO resigned, while The Verge article claims he was fired?")
+    assert len(parts) == 2
+    assert parts[0].startswith("Does the TechCrunch") and "The Verge" in parts[1]
+    assert split_parts("Who leads the Bahadurabad group?") == []
+    hints = parse_query("Does the TechCrunch article say X happened today, while The Verge article claims Y?", SOURCES)
+    assert hints.part_sources == (("TechCrunch",), ("The Verge",))
+
+
+def test_matcher_longest_match_wins():
+    matcher = SourceMatcher(SOURCES)
+    (mention,) = matcher.find("as The Independent - Sports reported")
+    assert mention[2] == ("The Independent - Sports",)
+
+
+# ------------------------------------------------------------------------------ fusion mechanics
+
+
+def _corpus(tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_article(
+        corpus,
+        "a.md",
+        "Harbour bridge opens",
+        "The harbour bridge opened on Monday after years of work.\n\nTraffic across the harbour bridge was light.",
+        source="Coast Times",
+        date="2023-10-05",
+    )
+    write_article(
+        corpus,
+        "b.md",
+        "Harbour bridge tolls",
+        "Tolls on the harbour bridge will rise in November.\n\nDrivers complained about the harbour bridge tolls.",
+        source="City Daily",
+        date="2023-11-20",
+    )
+    write_article(
+        corpus,
+        "c.md",
+        "Orchard harvest",
+        "Apple growers reported a record harvest this autumn.\n\nPear prices fell as the orchard harvest grew.",
+        source="Farm Weekly",
+        date="2023-09-01",
+    )
+    return corpus
+
+
+@pytest.fixture
+def fake_retriever(tmp_path):
+    # Headers off: the outlet and date are then known only from metadata, as boosts see them.
+    settings = make_settings(
+        tmp_path, _corpus(tmp_path), CHUNK_TOKENS="16", CHUNK_OVERLAP_TOKENS="0", EMBED_HEADER="false", LEXICAL_HEADER="false"
+    )
+    embedder = FakeEmbedder()
+    build_index(settings, embedder, progress=False)
+    index = load_index(settings.index_dir)
+    return index, embedder
+
+
+def _titles(index, hits):
+    return [index.articles[h.article_id].title for h in hits]
+
+
+def test_lexical_only_finds_the_word(fake_retriever):
+    index, embedder = fake_retriever
+    retriever = Retriever(index, embedder, RetrievalParams(dense_weight=0.0, lexical_weight=1.0))
+    hits = retriever.search("pear prices", 1)
+    assert _titles(index, hits) == ["Orchard harvest"]
+    assert hits[0].lexical > 0 and hits[0].dense is not None
+
+
+def test_filters_restrict_rows(fake_retriever):
+    index, embedder = fake_retriever
+    retriever = Retriever(index, embedder)
+    hits = retriever.search("harbour bridge", 5, Filters(sources=("city daily",)))
+    assert hits and set(_titles(index, hits)) == {"Harbour bridge tolls"}
+    hits = retriever.search("harbour bridge", 5, Filters(since="2023-11-01"))
+    assert set(_titles(index, hits)) == {"Harbour bridge tolls"}
+    assert retriever.search("harbour bridge", 5, Filters(until="2023-01-01")) == []
+
+
+def test_named_outlet_boost_lifts_its_article(fake_retriever):
+    index, embedder = fake_retriever
+    plain = Retriever(index, embedder, RetrievalParams(source_boost=0.0, part_weight=0.0))
+    boosted = Retriever(index, embedder, RetrievalParams(source_boost=0.5, part_weight=0.0))
+    question = "What did City Daily say about traffic on the harbour bridge on Monday?"
+    assert _titles(index, plain.search(question, 1)) == ["Harbour bridge opens"]
+    assert _titles(index, boosted.search(question, 1)) == ["Harbour bridge tolls"]
+
+
+def test_date_boost_lifts_the_dated_article(fake_retriever):
+    index, embedder = fake_retriever
+    boosted = Retriever(index, embedder, RetrievalParams(date_boost=0.5, source_boost=0.0, part_weight=0.0))
+    hits = boosted.search("harbour bridge traffic on Monday, reported on November 20, 2023", 1)
+    assert _titles(index, hits) == ["Harbour bridge tolls"]
+
+
+def test_parts_make_room_for_each_half(fake_retriever):
+    index, embedder = fake_retriever
+    question = "Did the harbour bridge open with light traffic across the harbour bridge, while apple growers reported a record harvest?"
+    params = RetrievalParams(part_weight=0.5, same_article_penalty=0.0, source_boost=0.0)
+    hits = Retriever(index, embedder, params).search(question, 2)
+    assert set(_titles(index, hits)) == {"Harbour bridge opens", "Orchard harvest"}
+
+
+def test_same_article_penalty_diversifies(fake_retriever):
+    index, embedder = fake_retriever
+    question = "harbour bridge"
+    none = Retriever(index, embedder, RetrievalParams(same_article_penalty=0.0, part_weight=0.0))
+    strong = Retriever(index, embedder, RetrievalParams(same_article_penalty=1.0, part_weight=0.0))
+    first_two = [h.article_id for h in strong.search(question, 2)]
+    assert len(set(first_two)) == 2
+    assert len(none.search(question, 4)) >= 2
+
+
+def test_duplicates_collapse_and_neighbours_merge(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    body = (
+        "Interest rates rose again this week across the whole country.\n\n"
+        "The central bank said inflation remains high for the coming months."
+    )
+    write_article(corpus, "one.md", "Rates rise", body, source="Wire A", date="2023-10-01")
+    write_article(corpus, "two.md", "Rates rise", body, source="Wire B", date="2023-10-01")  # syndicated copy
+    settings = make_settings(
+        tmp_path, corpus, CHUNK_TOKENS="16", CHUNK_OVERLAP_TOKENS="0", EMBED_HEADER="false", LEXICAL_HEADER="false"
+    )
+    embedder = FakeEmbedder()
+    build_index(settings, embedder, progress=False)
+    index = load_index(settings.index_dir)
+    assert len(index.chunks) == 4
+    retriever = Retriever(index, embedder, RetrievalParams(max_passage_tokens=256, part_weight=0.0))
+    hits = retriever.search("rates central bank inflation", 4)
+    # the copy's chunks are duplicates; the original's two chunks are neighbours: one passage
+    assert len(hits) == 1
+    assert len(hits[0].chunk_rows) == 2
+    text = index.articles[hits[0].article_id].text
+    assert text[hits[0].start : hits[0].end] == text
+    capped = Retriever(index, embedder, RetrievalParams(max_passage_tokens=8, part_weight=0.0))
+    assert all(len(h.chunk_rows) == 1 for h in capped.search("rates central bank inflation", 4))
+
+
+# ------------------------------------------------------------------------------ harness smoke test
+
+
+def _benchmark(folder: Path) -> Path:
+    folder.mkdir()
+    corpus = [
+        {
+            "title": "Bridge opens",
+            "body": "The harbour bridge opened on Monday.\n\nTraffic was light on the new bridge.",
+            "source": "Coast Times",
+            "published_at": "2023-10-05 08:00:00.000000000Z",
+            "url": "https://example.com/a",
+        },
+        {
+            "title": "Harvest record",
+            "body": "Apple growers reported a record harvest.\n\nPear prices fell sharply.",
+            "source": "Farm Weekly",
+            "published_at": "2023-09-01 08:00:00.000000000Z",
+            "url": "https://example.com/b",
+        },
+    ]
+    queries = [
+        {
+            "query": "Did the Coast Times say the harbour bridge opened, while Farm Weekly reported a record apple harvest?",
+            "answer": "Yes",
+            "question_type": "comparison_query",
+            "evidence_list": [
+                {"fact": "The harbour bridge  opened on Monday.", "url": "https://example.com/a"},
+                {"fact": "Apple growers reported a record harvest.", "url": "https://example.com/b"},
+            ],
+        },
+        {"query": "Who won the chess final?", "answer": "Insufficient information.", "question_type": "null_query", "evidence_list": []},
+        {
+            "query": "What fell sharply according to Farm Weekly?",
+            "answer": "Pear prices",
+            "question_type": "inference_query",
+            "evidence_list": [{"fact": "Pear prices fell sharply.", "url": "https://example.com/b"}],
+        },
+    ]
+    (folder / "corpus_train.json").write_text(json.dumps(corpus))
+    (folder / "queries_train.json").write_text(json.dumps(queries))
+    (folder / "queries_dev.json").write_text(json.dumps([{**queries[2], "qid": 2}]))
+    return folder
+
+
+def test_split_selection(tmp_path):
+    folder = _benchmark(tmp_path / "mh")
+    dev, nulls = load_questions(folder, "dev")
+    test, _ = load_questions(folder, "test")
+    assert [q["qid"] for q in dev] == [2] and [q["qid"] for q in test] == [0] and [q["qid"] for q in nulls] == [1]
+    assert len(load_questions(folder, "all")[0]) == 2
+
+
+def test_multihop_harness_end_to_end(tmp_path, capsys):
+    folder = _benchmark(tmp_path / "mh")
+    settings = make_settings(tmp_path, tmp_path / "unused")
+    embedder = FakeEmbedder()
+    report = eval_multihop(settings, folder, "all", bench_root=tmp_path / "bench", embedder=embedder)
+    assert (tmp_path / "bench" / "corpus" / "corpus_train.json").is_symlink()
+    assert report["questions"] == 2
+    assert report["metrics"]["hits@10"] == 1.0
+    assert report["metrics"]["fact_recall@10"] == 1.0
+    assert set(report["per_type"]) == {"comparison_query", "inference_query"}
+    assert report["not_found"]["null_questions"] == 1
+    assert report["passages"]["over_cap"] == 0
+    assert report["latency"]["fused"]["mean_ms"] > 0
+    text = format_multihop(report)
+    assert "Hits@10".lower() in text.lower() and "0.7467" in text
+    # second run: the index is cached, nothing is built
+    again = eval_multihop(settings, folder, "dev", bench_root=tmp_path / "bench", embedder=embedder, latency=False)
+    assert again["index"]["built_now"] is None
+    assert again["questions"] == 1
+
+
+def test_run_eval_reports_missing_benchmark(tmp_path):
+    from bot.errors import BotError
+
+    args = Namespace(suite="multihop", split="dev", json=False, benchmark_dir=tmp_path / "nowhere", limit=None, index=None, corpus=None)
+    with pytest.raises(BotError, match="not found"):
+        run_eval(args, make_settings(tmp_path))
+
+
+def test_vectors_are_exact_cosines(fake_retriever):
+    index, embedder = fake_retriever
+    retriever = Retriever(index, embedder)
+    vector = retriever.embed_query("harbour bridge")
+    scored = retriever.score("harbour bridge", query_vector=vector)
+    row = max(scored, key=lambda r: scored[r][1])
+    assert scored[row][1] == pytest.approx(float(index.vectors_array()[row] @ vector), abs=1e-5)
+    assert np.isfinite([v[0] for v in scored.values()]).all()

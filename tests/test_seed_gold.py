@@ -1,0 +1,40 @@
+"""The seed gold set, through the ordinary QuestionAnswerer with the real model.
+
+Scoring is the same as ``python -m bot eval seed``: an answerable question passes when
+one of its evidence strings (whitespace-insensitive) lies inside the retrieved span
+(``chunk_start:chunk_end``) of one of the top-3 passages and the answer is found;
+an out-of-corpus question passes when the answer is not found.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.evaluation import eval_seed, passage_has_evidence
+from tests.helpers import GOLD_FILE
+
+GOLD = json.loads(GOLD_FILE.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("item", GOLD["answerable"], ids=lambda item: item["question"][:50])
+def test_answerable_question_has_evidence_in_top_3(seed_answerer, item):
+    answer = seed_answerer.ask(item["question"], 3)
+    assert answer.found, f"answered as not found: {item['question']!r}"
+    assert any(passage_has_evidence(p, item["evidence"], item.get("article")) for p in answer.passages[:3]), [
+        p.article.text[p.chunk_start : p.chunk_end][:120] for p in answer.passages
+    ]
+
+
+@pytest.mark.parametrize("question", GOLD["out_of_corpus"])
+def test_out_of_corpus_question_is_not_found(seed_answerer, question):
+    assert seed_answerer.ask(question, 3).found is False
+
+
+def test_eval_seed_report_agrees(seed_answerer, seed_settings):
+    report = eval_seed(seed_settings, answerer=seed_answerer)
+    assert report["passed"] is True
+    assert report["top3_accuracy"] == 1.0
+    assert report["out_of_corpus_not_found"] == 1.0
+    assert report["answerable"] == len(GOLD["answerable"])
