@@ -742,3 +742,23 @@ def test_python_m_bot_run_serves_a_spec_following_bot_api_server(tmp_path, seed_
         assert "serving by long polling" in err and "Traceback" not in err
         assert server.token not in out + err
         assert server.errors() == [], "\n".join(str(c) for c in server.errors())
+
+
+# ------------------------------------------------------------------ flood control
+
+
+@pytest.mark.asyncio
+async def test_flood_control_retries_after_telegram_says_wait(server, seed_answerer):
+    """Telegram answers 429 "retry after 1" to the reply; the rate limiter waits and resends."""
+    ann = server.user(1031, "Ann")
+    chat = server.private_chat(ann)
+    async with running_bot(server, seed_answerer):
+        server.flood_next("sendMessage", retry_after=1)
+        started = time.monotonic()
+        _, messages = await answer_to(server, chat, ann, BAHADURABAD)
+        waited = time.monotonic() - started
+    assert LEADER_SENTENCE in full_text(messages)
+    refused = [c for c in server.errors(include_injected=True) if c.method == "sendMessage"]
+    assert len(refused) == 1 and refused[0].status == 429
+    assert waited >= 1.0  # it honoured retry_after instead of hammering the server
+    assert_telegram_rules(server)
