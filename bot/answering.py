@@ -118,12 +118,15 @@ class AnswerComposer:
         retrieval_query: str | None = None,
         filters: dict | None = None,
         term_weight: Callable[[str], float] | None = None,
+        shown: list[Hit] = (),
     ) -> Answer:
+        """``shown``: spans already in front of the reader (earlier pages of "More sources");
+        quotes avoid their sentences, so neighbouring chunks' overlap is not quoted twice."""
         extras = {"retrieval_query": retrieval_query if retrieval_query != question else None, "filters": filters or {}}
         if not hits:
             return Answer(question=question, found=False, **extras)
         weights = query_term_weights(retrieval_query or question, term_weight)
-        sentences = self._score_sentences(hits, articles, query_vector, weights, expected_answer_pattern(question))
+        sentences = self._score_sentences(hits, articles, query_vector, weights, expected_answer_pattern(question), shown)
         best_by_hit: dict[int, _Sentence] = {}
         for sentence in sentences:
             current = best_by_hit.get(sentence.hit_index)
@@ -163,12 +166,15 @@ class AnswerComposer:
         query_vector: np.ndarray,
         weights: dict[str, float],
         answer_pattern: re.Pattern | None,
+        shown: list[Hit] = (),
     ) -> list[_Sentence]:
         spans: list[tuple[int, int, int]] = []
         for i, hit in enumerate(hits):
             text = articles[hit.article_id].text
-            for start, end in sentence_spans(text, hit.start, hit.end):
-                spans.append((i, start, end))
+            sentences = sentence_spans(text, hit.start, hit.end)
+            seen = [(h.start, h.end) for h in shown if h.article_id == hit.article_id]
+            fresh = [(a, b) for a, b in sentences if not any(a < e and s < b for s, e in seen)]
+            spans.extend((i, start, end) for start, end in (fresh or sentences))
         if not spans:
             return []
         texts = [articles[hits[i].article_id].text[s:e] for i, s, e in spans]

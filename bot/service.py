@@ -109,16 +109,17 @@ class QuestionAnswerer:
         if previous_question and (force_context or looks_like_follow_up(question)):
             query = f"{previous_question} {question}"
         vector = serving.retriever.embed_query(query)
-        hits = serving.retriever.search(query, offset + k, filters, vector)[offset:]
+        ranked = serving.retriever.search(query, offset + k, filters, vector)
         return self.composer.compose(
             question,
-            hits,
+            ranked[offset:],
             serving.index.articles,
             vector,
             first_rank=offset + 1,
             retrieval_query=query,
             filters=(filters or Filters()).to_dict(),
             term_weight=serving.index.lexical.idf,
+            shown=ranked[:offset],
         )
 
     # -- what the corpus holds -----------------------------------------------------

@@ -38,3 +38,15 @@ def test_eval_seed_report_agrees(seed_answerer, seed_settings):
     assert report["top3_accuracy"] == 1.0
     assert report["out_of_corpus_not_found"] == 1.0
     assert report["answerable"] == len(GOLD["answerable"])
+
+
+def test_more_sources_never_quotes_what_the_first_page_showed(seed_answerer):
+    """Page 2 comes from neighbouring chunks at times; their shared overlap is not quoted again."""
+    for item in GOLD["answerable"]:
+        first = seed_answerer.ask(item["question"], 3).passages
+        second = seed_answerer.ask(item["question"], 3, offset=3).passages
+        assert [p.rank for p in second] == [4, 5, 6]
+        for later in second:
+            for earlier in first:
+                same_article = later.article.article_id == earlier.article.article_id
+                assert not (same_article and later.start < earlier.end and earlier.start < later.end), item["question"]
