@@ -125,7 +125,9 @@ class AnswerComposer:
         extras = {"retrieval_query": retrieval_query if retrieval_query != question else None, "filters": filters or {}}
         if not hits:
             return Answer(question=question, found=False, **extras)
-        weights = query_term_weights(retrieval_query or question, term_weight)
+        # A follow-up is searched with the previous question, but its own words say what is
+        # wanted now ("what about Raza Haroon?"); "when was that?" has none and borrows them.
+        weights = query_term_weights(question, term_weight) or query_term_weights(retrieval_query or question, term_weight)
         sentences = self._score_sentences(hits, articles, query_vector, weights, expected_answer_pattern(question), shown)
         best_by_hit: dict[int, _Sentence] = {}
         for sentence in sentences:

@@ -50,3 +50,12 @@ def test_more_sources_never_quotes_what_the_first_page_showed(seed_answerer):
             for earlier in first:
                 same_article = later.article.article_id == earlier.article.article_id
                 assert not (same_article and later.start < earlier.end and earlier.start < later.end), item["question"]
+
+
+def test_a_follow_up_leads_with_what_it_asks_about_now(seed_answerer):
+    previous = "What did Dr Nadeem Nusrat say about the MQM-P leadership?"
+    answer = seed_answerer.ask("what about Raza Haroon?", previous_question=previous)
+    assert answer.found and answer.retrieval_query.startswith(previous)
+    assert "Haroon" in answer.best_sentence and "Nusrat" not in answer.best_sentence
+    vague = seed_answerer.ask("when was that?", previous_question="Who leads the Bahadurabad group?")
+    assert vague.found and "Bahadurabad" in " ".join(p.text for p in vague.passages)
