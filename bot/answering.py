@@ -16,6 +16,7 @@ import numpy as np
 
 from bot.embedding import Embedder
 from bot.lexical import tokenize
+from bot.query import DAY_WORDS, MONTH_WORDS
 from bot.text import sentence_spans
 from bot.types import Answer, Article, Hit, Passage
 
@@ -66,11 +67,8 @@ def query_term_weights(question: str, idf: Callable[[str], float] | None = None)
     return weights
 
 
-_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_DATE_LIKE = re.compile(
-    rf"\b(1[89]\d\d|20\d\d|{_MONTHS}|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec"
-    r"|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|yesterday|today)\b"
-)
+# Case-sensitive on purpose: "May" is a month, "may" is not.
+_DATE_LIKE = re.compile(rf"\b(1[89]\d\d|20\d\d|{'|'.join([*MONTH_WORDS, *DAY_WORDS])}|yesterday|today)\b")
 _NUMBER_LIKE = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion)\b", re.I)
 
 

@@ -15,9 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-_MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
-_MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if name})
-_MONTHS["sept"] = 9
+# Month names and abbreviations as written ("September", "Sep", "Sept"); also used by the
+# answer composer to recognise a date-like sentence.
+MONTH_WORDS: dict[str, int] = {name: i for i, name in enumerate(calendar.month_name) if name}
+MONTH_WORDS.update({name: i for i, name in enumerate(calendar.month_abbr) if name})
+MONTH_WORDS["Sept"] = 9
+DAY_WORDS: tuple[str, ...] = tuple(calendar.day_name)
+_MONTHS = {name.lower(): i for name, i in MONTH_WORDS.items()}
 _MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
 
 # "October 12, 2023", "Oct. 12th 2023", "12 October 2023", "2023-10-12"
