@@ -181,10 +181,8 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
         print("Updating the index from", settings.corpus_dir, "...", flush=True)
         args.full, args.json = False, False
         cmd_index(args, settings)
-    if settings.telegram_bot_token.strip():
+    if settings.telegram_configured:
         return cmd_run(args, settings)
-    if not args.verbose:  # a console user, not an operator: service logs would clutter the chat
-        logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     print("No TELEGRAM_BOT_TOKEN set (environment or .env): opening the console chat instead.")
     args.top_k, args.source, args.since, args.until = None, [], None, None
     return cmd_chat(args, settings)
@@ -211,8 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
-        # The bot is a service and logs at LOG_LEVEL; console commands stay quiet unless -v.
-        quiet = logging.INFO if args.command in ("run", "start") else logging.WARNING
+        # The bot is a service and logs at LOG_LEVEL; console commands (the chat that `start`
+        # opens without a token included) stay quiet unless -v.
+        serves_telegram = args.command == "run" or (args.command == "start" and settings.telegram_configured)
+        quiet = logging.INFO if serves_telegram else logging.WARNING
         configured = getattr(logging, settings.log_level.upper(), logging.INFO)
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else max(configured, quiet),

@@ -147,6 +147,11 @@ class Settings:
         if self.top_k < 1:
             raise ConfigError("TOP_K must be at least 1")
 
+    @property
+    def telegram_configured(self) -> bool:
+        """A token is set, so `start` serves Telegram rather than the console chat."""
+        return bool(self.telegram_bot_token.strip())
+
     def require_token(self) -> str:
         """The bot token, or a one-line explanation of where to put it (never echoing it)."""
         token = self.telegram_bot_token.strip()
