@@ -359,9 +359,8 @@ def eval_multihop(
         if latency:
             t_dense.append(_time(retriever.dense_only, q["query"], TOP_N))
             t_lex.append(_time(retriever.lexical_only, q["query"], TOP_N))
-        merged = [t for h, t in zip(hits, texts) if len(h.chunk_rows) > 1]
-        if merged:
-            counts = embedder.count_tokens(merged)
+        if texts:  # every passage, as shown: merged and grown ones must keep to the cap too
+            counts = embedder.count_tokens(texts)
             over_cap += sum(c > retriever.params.max_passage_tokens for c in counts)
             max_tokens_seen = max(max_tokens_seen, *counts)
         row = score_question(texts, facts)
@@ -370,8 +369,6 @@ def eval_multihop(
         row["gold_articles_in_corpus"] = sum(1 for e in q["evidence_list"] if e["url"] in url_to_article)
         rows.append(row)
         per_type.setdefault(q["question_type"], []).append(row)
-    for chunk in index.chunks:
-        max_tokens_seen = max(max_tokens_seen, chunk.token_count)
 
     null_report = {}
     if null_found and nulls:

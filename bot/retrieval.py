@@ -15,12 +15,14 @@ The pipeline for one question:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from bot.embedding import Embedder
+from bot.lexical import tokenize
 from bot.query import QueryHints, SourceMatcher, near_dates, parse_query
+from bot.text import sentence_spans
 from bot.store import StoredIndex
 from bot.types import Hit
 
@@ -62,7 +64,14 @@ class RetrievalParams:
     month_boost: float = 0.1  # "in November 2023", "published after ..." (neutral on dev)
     part_weight: float = 0.5  # dev: 0.600 -> 0.616, MRR 0.633 -> 0.653
     part_decay: float = 0.5  # a part's pull once it already has a passage, per passage
-    article_weight: float = 0.0  # share of the article's best chunk score every chunk of it gets
+    # Parts scored by their own words with the question's cosine: embedding them too gained
+    # dev MRR 0.002 and Hits@4 0.013 for twice the model time (~20 ms a question here).
+    embed_parts: bool = False
+    # Each passage is placed in its chunk's article on the sentence that best matches the
+    # question, grown to whole sentences up to max_passage_tokens toward the neighbours that
+    # share the question's rarer words, never re-showing a sentence an earlier passage of
+    # that article holds. dev: fact recall 0.615 -> 0.669, Hits@10 0.907 -> 0.953.
+    fit_passages: bool = True
     extra: dict = field(default_factory=dict)
 
 
@@ -91,6 +100,7 @@ class Retriever:
         self.source_matcher = SourceMatcher({a.source for a in articles.values() if a.source})
         years = sorted(a.date[:4] for a in articles.values() if a.date)
         self._default_year = int(years[len(years) // 2]) if years else None
+        self._sentences: dict[str, _ArticleSentences] = {}
 
     # -- scoring -------------------------------------------------------------------
 
@@ -135,14 +145,13 @@ class Retriever:
             boost += params.month_boost * inside
         return boost
 
-    def _fused(self, text: str, vector: np.ndarray) -> np.ndarray:
+    def _fused(self, text: str, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Weighted fusion of cosine and max-normalized BM25 over every row."""
         params = self.params
-        dense = self._vectors @ vector
         lexical = self.index.lexical.scores(text)
         top = float(lexical.max()) if lexical.size else 0.0
         lex_norm = lexical / top if top > 0 else np.zeros_like(lexical)
-        return params.dense_weight * dense + params.lexical_weight * lex_norm, dense, lexical
+        return params.dense_weight * dense + params.lexical_weight * lex_norm, lexical
 
     def score(self, query: str, filters: Filters | None = None, query_vector: np.ndarray | None = None) -> dict[int, tuple[float, float, float]]:
         """Candidate rows -> (fused, dense cosine, raw BM25)."""
@@ -158,29 +167,24 @@ class Retriever:
             return {}, None
         hints = self.understand(query)
         use_parts = bool(hints.parts) and params.part_weight > 0
-        part_vectors = None
-        if query_vector is not None:
-            vector = query_vector
-        elif use_parts:  # one model call for the question and its parts
-            both = self.embedder.embed([query, *hints.parts])
-            vector, part_vectors = both[0], both[1:]
+        embed_parts = use_parts and params.embed_parts
+        if query_vector is None:  # one model call for the question and (when embedded) its parts
+            vectors = self.embedder.embed([query, *hints.parts] if embed_parts else [query])
+        elif embed_parts:
+            vectors = np.vstack([query_vector[None, :], self.embedder.embed(list(hints.parts))])
         else:
-            vector = self.embed_query(query)
-        fused, dense, lexical = self._fused(query, vector)
+            vectors = query_vector[None, :]
+        dense = self._vectors @ vectors[0]
+        fused, lexical = self._fused(query, dense)
         fused = fused + self._boosts(hints)
-        if params.article_weight:
-            fused = fused + params.article_weight * self._article_max(fused)
         parts = None
         if use_parts:
-            if part_vectors is None:
-                part_vectors = self.embedder.embed(list(hints.parts))
             parts = []
-            for text, pvec, psources in zip(hints.parts, part_vectors, hints.part_sources):
-                pf, _, _ = self._fused(text, pvec)
-                pf = pf + self._boosts(hints, psources or hints.sources)
-                if params.article_weight:
-                    pf = pf + params.article_weight * self._article_max(pf)
-                parts.append(pf)
+            for i, (text, psources) in enumerate(zip(hints.parts, hints.part_sources)):
+                # Without its own vector a part keeps the question's cosine: its words decide.
+                part_dense = self._vectors @ vectors[i + 1] if embed_parts else dense
+                pf, _ = self._fused(text, part_dense)
+                parts.append(pf + self._boosts(hints, psources or hints.sources))
             parts = np.stack(parts)
         if allowed is not None:
             mask = np.full(len(fused), -np.inf, dtype=np.float32)
@@ -197,12 +201,6 @@ class Retriever:
         scored = {int(r): (float(fused[r]), float(dense[r]), float(lexical[r])) for r in rows}
         part_scores = {int(r): parts[:, r] for r in rows} if parts is not None else None
         return scored, part_scores
-
-    def _article_max(self, scores: np.ndarray) -> np.ndarray:
-        """Each row's article's best score: relevance of the whole article."""
-        best = np.full(self._n_articles, -np.inf, dtype=np.float32)
-        np.maximum.at(best, self._row_article_no, scores.astype(np.float32))
-        return best[self._row_article_no]
 
     def dense_only(self, query: str, k: int) -> list[int]:
         """Rows of the k nearest chunks by cosine alone (for latency and ablations)."""
@@ -223,7 +221,10 @@ class Retriever:
         if not scored:
             return []
         order = sorted(scored, key=lambda r: -scored[r][0])
-        return self._select(order, scored, k, part_scores)
+        hits = self._select(order, scored, k, part_scores)
+        if self.params.fit_passages:
+            hits = self._fit_passages(hits, query, k)
+        return hits[:k]
 
     def _select(self, order: list[int], scored: dict[int, tuple[float, float, float]], k: int, part_scores: dict | None = None) -> list[Hit]:
         """Greedy picks: fused score, minus a penalty per passage already taken from the same
@@ -232,8 +233,6 @@ class Retriever:
         params = self.params
         chunks = self.index.chunks
         taken_rows: list[int] = []
-        taken_keys: set[tuple[str, int]] = set()
-        per_article: dict[str, int] = {}
         pool = order[: max(k * 8, 40)]
         if part_scores is not None:
             extra = set()
@@ -242,27 +241,33 @@ class Retriever:
                 extra.update(sorted(part_scores, key=lambda r: -part_scores[r][p])[: max(k * 2, 10)])
             pool = list(dict.fromkeys(pool + sorted(extra - set(pool))))
             covered = np.zeros(n_parts)
-        while pool and len(taken_rows) < k * 2:
-            def value(r: int) -> float:
-                chunk = chunks[r]
-                # A neighbour of a taken chunk joins its passage: no diversity penalty for it.
-                neighbour = (chunk.article_id, chunk.ordinal - 1) in taken_keys or (chunk.article_id, chunk.ordinal + 1) in taken_keys
-                v = scored[r][0] - (0.0 if neighbour else params.same_article_penalty * per_article.get(chunk.article_id, 0))
-                if part_scores is not None:
-                    v += params.part_weight * float(np.max(part_scores[r] * params.part_decay**covered))
-                return v
-
-            best = max(pool, key=value)
-            pool.remove(best)
+        # The greedy loop runs on arrays: it weighs ~100 candidates up to 2k times per question.
+        pool_rows = np.array(pool, dtype=np.int64)
+        base = np.array([scored[r][0] for r in pool], dtype=np.float64)
+        article_no = self._row_article_no[pool_rows]
+        ordinal = np.array([chunks[r].ordinal for r in pool], dtype=np.int64)
+        part_matrix = np.stack([part_scores[r] for r in pool]) if part_scores is not None else None
+        alive = np.ones(len(pool), dtype=bool)
+        beside_taken = np.zeros(len(pool), dtype=bool)  # a neighbour joins its passage: no penalty
+        taken_per_article = np.zeros(self._n_articles, dtype=np.float64)
+        while alive.any() and len(taken_rows) < k * 2:
+            penalty = params.same_article_penalty * taken_per_article[article_no]
+            value = base - np.where(beside_taken, 0.0, penalty)
+            if part_matrix is not None:
+                pull = part_matrix * params.part_decay**covered
+                value = value + params.part_weight * pull.max(axis=1)
+            value[~alive] = -np.inf
+            i = int(np.argmax(value))
+            alive[i] = False
+            best = pool[i]
             if self._duplicates_taken(best, taken_rows):
                 continue
             taken_rows.append(best)
-            taken_keys.add((chunks[best].article_id, chunks[best].ordinal))
-            aid = chunks[best].article_id
-            per_article[aid] = per_article.get(aid, 0) + 1
-            if part_scores is not None:
-                covered[int(np.argmax(part_scores[best] * params.part_decay**covered))] += 1
-        return self._merge_adjacent(taken_rows, scored)[:k]
+            taken_per_article[article_no[i]] += 1
+            beside_taken |= (article_no == article_no[i]) & (np.abs(ordinal - ordinal[i]) == 1)
+            if part_matrix is not None:
+                covered[int(np.argmax(part_matrix[i] * params.part_decay**covered))] += 1
+        return self._merge_adjacent(taken_rows, scored)  # up to 2k: fitting may drop some
 
     def _duplicates_taken(self, row: int, taken: list[int]) -> bool:
         if not taken:
@@ -307,3 +312,133 @@ class Retriever:
                 )
             )
         return hits  # in selection order: the ranking already weighed diversity and parts
+
+    # -- passages that fill what the reader (and the paper's protocol) allows ------
+
+    def _article_sentences(self, article_id: str) -> _ArticleSentences:
+        cached = self._sentences.get(article_id)
+        if cached is None:
+            text = self.index.articles[article_id].text
+            spans = sentence_spans(text)
+            # A sentence's cost includes the gap before it: what lies between sentences
+            # (a stray bullet, a bracket) is tokenized too once the passage is joined.
+            pieces = [text[s:e] for s, e in spans]
+            gaps = [text[spans[i - 1][1] : s] if i else "" for i, (s, _) in enumerate(spans)]
+            counts = self.embedder.count_tokens(pieces + gaps)
+            costs = [c + g for c, g in zip(counts[: len(spans)], counts[len(spans) :])]
+            terms = [frozenset(tokenize(piece)) for piece in pieces]
+            cached = self._sentences[article_id] = _ArticleSentences(spans, costs, terms)
+        return cached
+
+    def _fit_passages(self, hits: list[Hit], query: str, k: int) -> list[Hit]:
+        """Place each hit's passage in its article and fill it to the cap, tiling the article.
+
+        Chunks are cut for embedding, not for reading, and they are good at finding the
+        right article but often hold the wrong part of it (on MultiHop-RAG dev, half the
+        missed facts sat in an article already in the top 10). So a passage starts at the
+        article's not-yet-shown sentence that shares most of the question's informative
+        (IDF-weighted) words, keeping the chunk's own sentences when they are as good, and
+        grows by whole sentences toward the more relevant side until the cap. Sentences an
+        earlier passage of the same article holds are never repeated; a hit with nothing
+        new left is dropped, which frees its place for the next one.
+        """
+        lexical = self.index.lexical
+        weights = {t: lexical.idf(t) for t in set(tokenize(query))}
+        query_terms = frozenset(weights)
+        cap = self.params.max_passage_tokens
+        shown: dict[str, set[int]] = {}
+        relevance_of: dict[str, list[float]] = {}
+        fitted: list[tuple[Hit, list[float] | None, int, int]] = []
+        for hit in hits:
+            if len(fitted) == k:
+                break
+            sentences = self._article_sentences(hit.article_id)
+            taken = shown.setdefault(hit.article_id, set())
+            core = [i for i, (s, e) in enumerate(sentences.spans) if s < hit.end and e > hit.start]
+            fresh = [i for i in core if i not in taken]
+            if not fresh:
+                continue
+            relevance = relevance_of.get(hit.article_id)
+            if relevance is None:
+                relevance = relevance_of[hit.article_id] = [
+                    sum(weights[t] for t in terms & query_terms) for terms in sentences.terms
+                ]
+            # The chunk found the article; the passage goes where the article best answers:
+            # its unshown sentence sharing most of the question's informative words (the
+            # chunk's own sentences win ties). dev: Hits@10 0.920 -> 0.953, MRR 0.660 -> 0.691.
+            inside = set(fresh)
+            pivot = max(
+                (i for i in range(len(sentences.spans)) if i not in taken),
+                key=lambda i: (relevance[i], i in inside, -i),
+            )
+            span = _grow(pivot, fresh if pivot in inside else [pivot], sentences.costs, relevance, taken, cap)
+            if span is None:  # one sentence longer than the cap (the chunker split it): keep the chunk
+                taken.update(core)
+                fitted.append((hit, None, 0, 0))
+                continue
+            taken.update(range(span[0], span[1] + 1))
+            fitted.append((hit, relevance, *span))
+        return self._within_cap(fitted)
+
+    def _within_cap(self, fitted: list[tuple[Hit, list[float] | None, int, int]]) -> list[Hit]:
+        """Sentence costs make an estimate; the joined text is what gets counted (one batch)."""
+        hits: list[Hit] = []
+        for hit, relevance, lo, hi in fitted:
+            if relevance is not None:
+                spans = self._article_sentences(hit.article_id).spans
+                hit = replace(hit, start=spans[lo][0], end=spans[hi][1])
+            hits.append(hit)
+        texts = [self.index.articles[h.article_id].text[h.start : h.end] for h in hits]
+        for i, count in enumerate(self.embedder.count_tokens(texts)):
+            hit, relevance, lo, hi = fitted[i]
+            while count > self.params.max_passage_tokens and relevance is not None and hi > lo:
+                if relevance[lo] < relevance[hi]:  # drop the less relevant end
+                    lo += 1
+                else:
+                    hi -= 1
+                spans = self._article_sentences(hit.article_id).spans
+                hits[i] = replace(hit, start=spans[lo][0], end=spans[hi][1])
+                text = self.index.articles[hit.article_id].text[hits[i].start : hits[i].end]
+                count = self.embedder.count_tokens([text])[0]
+        return hits
+
+
+@dataclass(frozen=True)
+class _ArticleSentences:
+    spans: list[tuple[int, int]]
+    costs: list[int]  # word pieces per sentence, with the gap before it
+    terms: list[frozenset[str]]  # lexical terms per sentence
+
+
+def _grow(pivot: int, seed: list[int], costs: list[int], relevance: list[float], taken: set[int], cap: int) -> tuple[int, int] | None:
+    """Sentence range [lo, hi]: the run of ``seed`` sentences around ``pivot``, trimmed to
+    the cap, then extended over untaken neighbours toward the more relevant side."""
+    if costs[pivot] > cap:
+        return None
+    members = set(seed)
+    lo = hi = pivot
+    while lo - 1 in members:
+        lo -= 1
+    while hi + 1 in members:
+        hi += 1
+    used = sum(costs[lo : hi + 1])
+    while used > cap:  # shrink toward the pivot, dropping the less relevant end
+        if hi > pivot and (lo == pivot or relevance[hi] <= relevance[lo]):
+            used -= costs[hi]
+            hi -= 1
+        else:
+            used -= costs[lo]
+            lo += 1
+    last = len(costs) - 1
+    while True:
+        left = lo > 0 and lo - 1 not in taken and used + costs[lo - 1] <= cap
+        right = hi < last and hi + 1 not in taken and used + costs[hi + 1] <= cap
+        if not (left or right):
+            return lo, hi
+        if left and (not right or relevance[lo - 1] > relevance[hi + 1]):
+            lo -= 1
+            used += costs[lo]
+        else:
+            hi += 1
+            used += costs[hi]
+

@@ -52,7 +52,10 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved span (one chunk, or adjacent chunks merged) with its scores."""
+    """A retrieved span of an article with the scores of the chunks that found it.
+
+    The span is what the reader is shown: the chunks' text, or (after passage fitting)
+    the whole sentences of that article that best answer the question, within the cap."""
 
     article_id: str
     start: int
@@ -60,7 +63,7 @@ class Hit:
     score: float  # the fused score the ranking used
     dense: float | None = None  # cosine similarity, when the dense side saw it
     lexical: float | None = None  # BM25 score, when the lexical side saw it
-    chunk_rows: tuple[int, ...] = ()  # store rows this hit is made of
+    chunk_rows: tuple[int, ...] = ()  # store rows that found this hit
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from bot.indexing import build_index
 from bot.query import SourceMatcher, find_dates, parse_query, source_aliases, split_parts
 from bot.retrieval import Filters, RetrievalParams, Retriever
 from bot.store import load_index
+from bot.types import Hit
 from tests.helpers import FakeEmbedder, make_settings, write_article
 
 # ------------------------------------------------------------------------------ metrics
@@ -276,6 +277,89 @@ def test_duplicates_collapse_and_neighbours_merge(tmp_path):
     assert text[hits[0].start : hits[0].end] == text
     capped = Retriever(index, embedder, RetrievalParams(max_passage_tokens=8, part_weight=0.0))
     assert all(len(h.chunk_rows) == 1 for h in capped.search("rates central bank inflation", 4))
+
+
+# ------------------------------------------------------------------------------ passage fitting
+
+_LONG_ARTICLE = [
+    "The council met on Tuesday evening in the town hall.",
+    "Members discussed the weather and the new library hours.",
+    "Parking near the market was also raised by residents.",
+    "A ferry timetable change was announced for the summer season.",
+    "The ferry operator said tickets would cost two euros more.",
+    "Cyclists asked for a new lane along the river path.",
+    "The meeting closed after a vote on the park benches.",
+]
+
+
+def _long_article_index(tmp_path, embedder=None):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_article(corpus, "council.md", "Council notes", " ".join(_LONG_ARTICLE), source="Town Post", date="2024-05-02")
+    write_article(corpus, "other.md", "Garden show", "Roses won the garden show prize again this year.", source="Town Post")
+    settings = make_settings(
+        tmp_path, corpus, CHUNK_TOKENS="16", CHUNK_OVERLAP_TOKENS="0", EMBED_HEADER="false", LEXICAL_HEADER="false"
+    )
+    embedder = embedder or FakeEmbedder()
+    build_index(settings, embedder, progress=False)
+    return load_index(settings.index_dir), embedder
+
+
+def _sentences_of(text: str) -> list[str]:
+    return [s for s in _LONG_ARTICLE if s in text]
+
+
+def test_passage_grows_to_whole_sentences_toward_the_relevant_side(tmp_path):
+    index, embedder = _long_article_index(tmp_path)
+    council = [c for c in index.chunks if index.articles[c.article_id].title == "Council notes"]
+    assert len(council) == len(_LONG_ARTICLE)  # one sentence a chunk
+    retriever = Retriever(index, embedder, RetrievalParams(max_passage_tokens=22, part_weight=0.0))
+    (hit, *_) = retriever.search("ferry timetable change for the summer, and ticket cost", 1)
+    text = index.articles[hit.article_id].text[hit.start : hit.end]
+    # two sentences fit: the timetable sentence and the ticket one after it, not the parking one
+    assert _sentences_of(text) == _LONG_ARTICLE[3:5]
+    assert embedder.count_tokens([text])[0] <= 22
+
+
+def test_passage_moves_to_the_sentence_that_answers(tmp_path):
+    index, embedder = _long_article_index(tmp_path)
+    retriever = Retriever(index, embedder, RetrievalParams(max_passage_tokens=12, part_weight=0.0))
+    article_id = next(a for a, art in index.articles.items() if art.title == "Council notes")
+    first_chunk = next(c for c in index.chunks if c.article_id == article_id and c.ordinal == 0)
+    found_by_first_chunk = Hit(article_id, first_chunk.start, first_chunk.end, 1.0, chunk_rows=(0,))
+    (placed,) = retriever._fit_passages([found_by_first_chunk], "When does the river lane for cyclists open?", 1)
+    text = index.articles[article_id].text[placed.start : placed.end]
+    assert _sentences_of(text) == [_LONG_ARTICLE[5]]
+    unfitted = Retriever(index, embedder, RetrievalParams(max_passage_tokens=12, fit_passages=False))
+    (hit,) = unfitted.search("council met on Tuesday", 1)
+    assert (hit.start, hit.end) == (first_chunk.start, first_chunk.end)
+
+
+def test_passages_of_one_article_tile_it_without_repeats(tmp_path):
+    index, embedder = _long_article_index(tmp_path)
+    retriever = Retriever(index, embedder, RetrievalParams(max_passage_tokens=22, part_weight=0.0, same_article_penalty=0.0))
+    hits = retriever.search("council ferry tickets parking library cyclists meeting vote", 10)
+    council = [h for h in hits if index.articles[h.article_id].title == "Council notes"]
+    assert len(council) >= 3
+    shown = [s for h in council for s in _sentences_of(index.articles[h.article_id].text[h.start : h.end])]
+    assert len(shown) == len(set(shown))  # no sentence twice
+    assert set(shown) == set(_LONG_ARTICLE)  # and together they cover the article
+
+
+class _JoinsCostMore(FakeEmbedder):
+    """Counts a long text dearer than its sentences: the sum of sentence costs undercounts."""
+
+    def count_tokens(self, texts):
+        return [len(t.split()) + (6 if len(t.split()) > 14 else 0) for t in texts]
+
+
+def test_fitted_passages_keep_to_the_cap_even_when_estimates_undercount(tmp_path):
+    index, embedder = _long_article_index(tmp_path, _JoinsCostMore())
+    retriever = Retriever(index, embedder, RetrievalParams(max_passage_tokens=24, part_weight=0.0, same_article_penalty=0.0))
+    hits = retriever.search("council ferry tickets parking library cyclists meeting vote", 10)
+    texts = [index.articles[h.article_id].text[h.start : h.end] for h in hits]
+    assert texts and all(count <= 24 for count in embedder.count_tokens(texts))
+    assert any(len(_sentences_of(t)) == 1 for t in texts)  # shrunk from two sentences (20 + 6 > 24)
 
 
 # ------------------------------------------------------------------------------ harness smoke test
