@@ -355,6 +355,9 @@ class Retriever:
             sentences = self._article_sentences(hit.article_id)
             taken = shown.setdefault(hit.article_id, set())
             core = [i for i, (s, e) in enumerate(sentences.spans) if s < hit.end and e > hit.start]
+            if not core:  # no sentence found in the chunk's span: show it as it is
+                fitted.append((hit, None, 0, 0))
+                continue
             fresh = [i for i in core if i not in taken]
             if not fresh:
                 continue
