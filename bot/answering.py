@@ -17,7 +17,7 @@ import numpy as np
 from bot.embedding import Embedder
 from bot.lexical import tokenize
 from bot.query import DAY_WORDS, MONTH_WORDS
-from bot.text import sentence_spans
+from bot.text import grow_window, sentence_spans
 from bot.types import Answer, Article, Hit, Passage
 
 # Pronoun-led or very short questions lean on what was asked before ("and Kamal?").
@@ -194,18 +194,14 @@ class AnswerComposer:
         if best is None or not spans:
             return hit.start, hit.end
         spans = sorted(spans, key=lambda s: s.start)
-        lo = hi = spans.index(best)
         limit = self.params.max_quote_chars
-        while True:
-            options = []
-            if lo > 0 and spans[hi].end - spans[lo - 1].start <= limit:
-                options.append((spans[lo - 1].score, "lo"))
-            if hi + 1 < len(spans) and spans[hi + 1].end - spans[lo].start <= limit:
-                options.append((spans[hi + 1].score, "hi"))
-            if not options:
-                break
-            if max(options)[1] == "lo":
-                lo -= 1
-            else:
-                hi += 1
+        start = spans.index(best)
+        lo, hi = grow_window(
+            start,
+            start,
+            len(spans) - 1,
+            fits=lambda a, b: spans[b].end - spans[a].start <= limit,
+            score=lambda i: spans[i].score,
+            earlier_on_tie=True,  # context before the best sentence reads more naturally
+        )
         return spans[lo].start, spans[hi].end

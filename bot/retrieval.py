@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 
 import numpy as np
 
 from bot.embedding import Embedder
 from bot.lexical import tokenize
 from bot.query import QueryHints, SourceMatcher, near_dates, parse_query
-from bot.text import sentence_spans
+from bot.text import grow_window, sentence_spans
 from bot.store import StoredIndex
 from bot.types import Hit
 
@@ -327,7 +328,7 @@ class Retriever:
             counts = self.embedder.count_tokens(pieces + gaps)
             costs = [c + g for c, g in zip(counts[: len(spans)], counts[len(spans) :])]
             terms = [frozenset(tokenize(piece)) for piece in pieces]
-            cached = self._sentences[article_id] = _ArticleSentences(spans, costs, terms)
+            cached = self._sentences[article_id] = _ArticleSentences(spans, [0, *accumulate(costs)], terms)
         return cached
 
     def _fit_passages(self, hits: list[Hit], query: str, k: int) -> list[Hit]:
@@ -374,7 +375,7 @@ class Retriever:
                 (i for i in range(len(sentences.spans)) if i not in taken),
                 key=lambda i: (relevance[i], i in inside, -i),
             )
-            span = _grow(pivot, fresh if pivot in inside else [pivot], sentences.costs, relevance, taken, cap)
+            span = _grow(pivot, fresh if pivot in inside else [pivot], sentences, relevance, taken, cap)
             if span is None:  # one sentence longer than the cap (the chunker split it): keep the chunk
                 taken.update(core)
                 fitted.append((hit, None, 0, 0))
@@ -385,38 +386,41 @@ class Retriever:
 
     def _within_cap(self, fitted: list[tuple[Hit, list[float] | None, int, int]]) -> list[Hit]:
         """Sentence costs make an estimate; the joined text is what gets counted (one batch)."""
-        hits: list[Hit] = []
-        for hit, relevance, lo, hi in fitted:
-            if relevance is not None:
-                spans = self._article_sentences(hit.article_id).spans
-                hit = replace(hit, start=spans[lo][0], end=spans[hi][1])
-            hits.append(hit)
-        texts = [self.index.articles[h.article_id].text[h.start : h.end] for h in hits]
-        for i, count in enumerate(self.embedder.count_tokens(texts)):
-            hit, relevance, lo, hi = fitted[i]
-            while count > self.params.max_passage_tokens and relevance is not None and hi > lo:
+        hits = [hit if relevance is None else self._sentence_range(hit, lo, hi) for hit, relevance, lo, hi in fitted]
+        counts = self.embedder.count_tokens([self._text(h) for h in hits])
+        for i, ((hit, relevance, lo, hi), count) in enumerate(zip(fitted, counts)):
+            while relevance is not None and count > self.params.max_passage_tokens and hi > lo:
                 if relevance[lo] < relevance[hi]:  # drop the less relevant end
                     lo += 1
                 else:
                     hi -= 1
-                spans = self._article_sentences(hit.article_id).spans
-                hits[i] = replace(hit, start=spans[lo][0], end=spans[hi][1])
-                text = self.index.articles[hit.article_id].text[hits[i].start : hits[i].end]
-                count = self.embedder.count_tokens([text])[0]
+                hits[i] = self._sentence_range(hit, lo, hi)
+                count = self.embedder.count_tokens([self._text(hits[i])])[0]
         return hits
+
+    def _sentence_range(self, hit: Hit, lo: int, hi: int) -> Hit:
+        spans = self._article_sentences(hit.article_id).spans
+        return replace(hit, start=spans[lo][0], end=spans[hi][1])
+
+    def _text(self, hit: Hit) -> str:
+        return self.index.articles[hit.article_id].text[hit.start : hit.end]
 
 
 @dataclass(frozen=True)
 class _ArticleSentences:
     spans: list[tuple[int, int]]
-    costs: list[int]  # word pieces per sentence, with the gap before it
+    prefix_costs: list[int]  # word pieces of sentences [0, i), each with the gap before it
     terms: list[frozenset[str]]  # lexical terms per sentence
 
+    def cost(self, lo: int, hi: int) -> int:
+        """Word pieces of sentences lo..hi joined (an estimate: see ``_within_cap``)."""
+        return self.prefix_costs[hi + 1] - self.prefix_costs[lo]
 
-def _grow(pivot: int, seed: list[int], costs: list[int], relevance: list[float], taken: set[int], cap: int) -> tuple[int, int] | None:
+
+def _grow(pivot: int, seed: list[int], sentences: _ArticleSentences, relevance: list[float], taken: set[int], cap: int) -> tuple[int, int] | None:
     """Sentence range [lo, hi]: the run of ``seed`` sentences around ``pivot``, trimmed to
     the cap, then extended over untaken neighbours toward the more relevant side."""
-    if costs[pivot] > cap:
+    if sentences.cost(pivot, pivot) > cap:
         return None
     members = set(seed)
     lo = hi = pivot
@@ -424,24 +428,15 @@ def _grow(pivot: int, seed: list[int], costs: list[int], relevance: list[float],
         lo -= 1
     while hi + 1 in members:
         hi += 1
-    used = sum(costs[lo : hi + 1])
-    while used > cap:  # shrink toward the pivot, dropping the less relevant end
+    while sentences.cost(lo, hi) > cap:  # shrink toward the pivot, dropping the less relevant end
         if hi > pivot and (lo == pivot or relevance[hi] <= relevance[lo]):
-            used -= costs[hi]
             hi -= 1
         else:
-            used -= costs[lo]
             lo += 1
-    last = len(costs) - 1
-    while True:
-        left = lo > 0 and lo - 1 not in taken and used + costs[lo - 1] <= cap
-        right = hi < last and hi + 1 not in taken and used + costs[hi + 1] <= cap
-        if not (left or right):
-            return lo, hi
-        if left and (not right or relevance[lo - 1] > relevance[hi + 1]):
-            lo -= 1
-            used += costs[lo]
-        else:
-            hi += 1
-            used += costs[hi]
-
+    return grow_window(
+        lo,
+        hi,
+        len(sentences.spans) - 1,
+        fits=lambda a, b: a not in taken and b not in taken and sentences.cost(a, b) <= cap,
+        score=relevance.__getitem__,
+    )

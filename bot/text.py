@@ -24,8 +24,9 @@ next line starts with a capital letter is split at the line break.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-__all__ = ["ABBREVIATIONS", "paragraph_spans", "sentence_spans"]
+__all__ = ["ABBREVIATIONS", "grow_window", "paragraph_spans", "sentence_spans"]
 
 # A blank line (possibly holding spaces/tabs/\r) separates paragraphs. One or more
 # such lines in a row form one break.
@@ -88,6 +89,35 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
         if para_start < para_end:
             spans.extend(_sentences_in_paragraph(text, para_start, para_end))
     return spans
+
+
+def grow_window(
+    lo: int,
+    hi: int,
+    last: int,
+    fits: Callable[[int, int], bool],
+    score: Callable[[int], float],
+    *,
+    earlier_on_tie: bool = False,
+) -> tuple[int, int]:
+    """Widen the item range [lo, hi] within [0, last] one neighbour at a time, toward the
+    neighbour that scores higher, while ``fits(new_lo, new_hi)``. A tie goes to the later
+    neighbour, or to the earlier one with ``earlier_on_tie``.
+
+    Quotes and retrieved passages both grow this way around their best sentence.
+    """
+    while True:
+        left = lo > 0 and fits(lo - 1, hi)
+        right = hi < last and fits(lo, hi + 1)
+        if not (left or right):
+            return lo, hi
+        if left and right:
+            before, after = score(lo - 1), score(hi + 1)
+            left = before > after or (earlier_on_tie and before == after)
+        if left:
+            lo -= 1
+        else:
+            hi += 1
 
 
 def _paragraph_blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.text import paragraph_spans, sentence_spans
+from bot.text import grow_window, paragraph_spans, sentence_spans
 
 BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 
@@ -163,3 +163,19 @@ def test_paragraph_spans_cover_everything_and_hold_the_sentences(text):
 @pytest.mark.parametrize("text", ["x", "  x  ", "Hello world"])
 def test_single_sentence_without_punctuation(text):
     assert sentences(text) == [text.strip()]
+
+
+def test_grow_window_goes_toward_the_better_neighbour_while_it_fits():
+    scores = [5.0, 1.0, 9.0, 2.0, 2.0, 0.0]
+    lengths = [3, 3, 3, 3, 3, 3]
+
+    def fits_within(limit):
+        return lambda lo, hi: sum(lengths[lo : hi + 1]) <= limit
+
+    # from item 2: right (2.0) beats left (1.0), then the left 1.0 loses to 2.0 again, ...
+    assert grow_window(2, 2, 5, fits_within(9), scores.__getitem__) == (2, 4)
+    assert grow_window(2, 2, 5, fits_within(3), scores.__getitem__) == (2, 2)
+    assert grow_window(2, 2, 5, fits_within(99), scores.__getitem__) == (0, 5)
+    tied = [1.0, 1.0, 1.0]
+    assert grow_window(1, 1, 2, fits_within(6), tied.__getitem__) == (1, 2)
+    assert grow_window(1, 1, 2, fits_within(6), tied.__getitem__, earlier_on_tie=True) == (0, 1)
