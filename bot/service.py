@@ -109,7 +109,7 @@ class QuestionAnswerer:
         if previous_question and (force_context or looks_like_follow_up(question)):
             query = f"{previous_question} {question}"
         vector = serving.retriever.embed_query(query)
-        ranked = serving.retriever.search(query, offset + k, filters, vector)
+        ranked = serving.retriever.search(query, offset + k, filters, vector, page=k)
         return self.composer.compose(
             question,
             ranked[offset:],

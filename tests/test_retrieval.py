@@ -26,6 +26,7 @@ from bot.evaluation import (
     squash,
 )
 from bot.indexing import build_index
+from bot.lexical import tokenize
 from bot.query import SourceMatcher, find_dates, parse_query, source_aliases, split_parts
 from bot.retrieval import Filters, RetrievalParams, Retriever
 from bot.store import load_index
@@ -344,6 +345,49 @@ def test_passages_of_one_article_tile_it_without_repeats(tmp_path):
     shown = [s for h in council for s in _sentences_of(index.articles[h.article_id].text[h.start : h.end])]
     assert len(shown) == len(set(shown))  # no sentence twice
     assert set(shown) == set(_LONG_ARTICLE)  # and together they cover the article
+
+
+def test_chunk_scores_break_ties_between_sentences_with_the_same_words(tmp_path):
+    index, embedder = _long_article_index(tmp_path)
+    retriever = Retriever(index, embedder, RetrievalParams(max_passage_tokens=12, part_weight=0.0))
+    article_id = next(a for a, art in index.articles.items() if art.title == "Council notes")
+    rows = {c.ordinal: row for row, c in enumerate(index.chunks) if c.article_id == article_id}
+    first = index.chunks[rows[0]]
+    found_by_first_chunk = Hit(article_id, first.start, first.end, 1.0, chunk_rows=(rows[0],))
+    question = "What about the ferry?"  # sentences 3 and 4 both say "ferry", once
+    (by_words,) = retriever._fit_passages([found_by_first_chunk], question, 1)
+    assert _sentences_of(index.articles[article_id].text[by_words.start : by_words.end]) == [_LONG_ARTICLE[3]]
+    ranked = np.zeros(len(index.chunks))
+    ranked[rows[4]] = 1.0  # the ranking prefers the chunk of the operator's sentence
+    (with_prior,) = retriever._fit_passages([found_by_first_chunk], question, 1, ranked)
+    assert _sentences_of(index.articles[article_id].text[with_prior.start : with_prior.end]) == [_LONG_ARTICLE[4]]
+
+
+def test_an_article_gives_way_after_its_passage_limit(tmp_path):
+    index, embedder = _long_article_index(tmp_path)
+    question = "council ferry tickets parking library cyclists meeting vote"
+    params = dict(max_passage_tokens=12, part_weight=0.0, same_article_penalty=0.0)
+    unlimited = Retriever(index, embedder, RetrievalParams(passages_per_article=10, **params))
+    limited = Retriever(index, embedder, RetrievalParams(passages_per_article=2, **params))
+    assert set(_titles(index, unlimited.search(question, 3))) == {"Council notes"}
+    assert sorted(_titles(index, limited.search(question, 3))) == ["Council notes", "Council notes", "Garden show"]
+    # a limit, not a ban: once nothing else is left the article goes on
+    assert _titles(index, limited.search(question, 6)).count("Council notes") == 5
+
+
+def test_later_pages_keep_what_earlier_pages_showed(tmp_path):
+    index, embedder = _long_article_index(tmp_path)
+    retriever = Retriever(index, embedder, RetrievalParams(max_passage_tokens=12, same_article_penalty=0.0))
+    lexical = index.lexical
+    for question in ["council ferry tickets parking library cyclists meeting vote", "ferry tickets and the river lane", "roses and parking"]:
+        first_page = retriever.search(question, 3, page=3)
+        both_pages = retriever.search(question, 6, page=3)
+        assert both_pages[:3] == first_page
+        weights = {t: lexical.idf(t) for t in set(tokenize(question))}
+        scores = retriever._score(question, None, None).rows
+        for page in (both_pages[:3], both_pages[3:]):
+            evidence = [retriever._passage_evidence(h, weights, scores) for h in page]
+            assert evidence == sorted(evidence, reverse=True)  # best evidence first within a page
 
 
 class _JoinsCostMore(FakeEmbedder):
