@@ -258,7 +258,8 @@ class Retriever:
         order = sorted(scored, key=lambda r: -scored[r][0])
         hits = self._select(order, scored, k, scores.parts)
         if self.params.fit_passages:
-            hits = self._by_evidence(self._fit_passages(hits, query, k, scores.rows)[:k], query, scores.rows, page or k)
+            fitted = self._fit_passages(hits, query, k, scores.best_by_row)[:k]
+            hits = self._by_evidence(fitted, query, scores.best_by_row, page or k)
         return hits[:k]
 
     def _select(self, order: list[int], scored: dict[int, tuple[float, float, float]], k: int, part_scores: dict | None = None) -> list[Hit]:
@@ -485,7 +486,7 @@ class Retriever:
 class _Scores:
     candidates: dict[int, tuple[float, float, float]]  # row -> (fused, dense cosine, raw BM25)
     parts: dict[int, np.ndarray] | None  # row -> fused score per question part
-    rows: np.ndarray | None  # every row's best fused score (question or any part)
+    best_by_row: np.ndarray | None  # every row's best fused score (question or any part)
 
 
 @dataclass(frozen=True)

@@ -384,7 +384,7 @@ def test_later_pages_keep_what_earlier_pages_showed(tmp_path):
         both_pages = retriever.search(question, 6, page=3)
         assert both_pages[:3] == first_page
         weights = {t: lexical.idf(t) for t in set(tokenize(question))}
-        scores = retriever._score(question, None, None).rows
+        scores = retriever._score(question, None, None).best_by_row
         for page in (both_pages[:3], both_pages[3:]):
             evidence = [retriever._passage_evidence(h, weights, scores) for h in page]
             assert evidence == sorted(evidence, reverse=True)  # best evidence first within a page
