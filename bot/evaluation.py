@@ -307,10 +307,9 @@ def ensure_index(settings: Settings, embedder) -> dict | None:
     return build_index(settings, embedder).to_dict()
 
 
-def retrieve_passages(retriever, articles, question: str, k: int = TOP_N):
-    """The top-k hits and their texts (the retrieved spans a reader is shown quotes from)."""
-    hits = retriever.search(question, k)
-    return hits, [articles[h.article_id].text[h.start : h.end] for h in hits]
+def retrieve_passages(retriever, articles, question: str, k: int = TOP_N) -> list[str]:
+    """The texts of the top-k passages (the retrieved spans a reader is shown quotes from)."""
+    return [articles[h.article_id].text[h.start : h.end] for h in retriever.search(question, k)]
 
 
 def eval_multihop(
@@ -354,7 +353,7 @@ def eval_multihop(
     for q in questions:
         facts = [e["fact"] for e in q["evidence_list"]]
         t0 = time.perf_counter()
-        hits, texts = retrieve_passages(retriever, index.articles, q["query"])
+        texts = retrieve_passages(retriever, index.articles, q["query"])
         t_fused.append(time.perf_counter() - t0)
         if latency:
             t_dense.append(_time(retriever.dense_only, q["query"], TOP_N))
@@ -409,7 +408,7 @@ def eval_multihop(
             "chunking": index.manifest.get("chunking"),
             "built_now": build,
         },
-        "retrieval_params": {k: v for k, v in vars(retriever.params).items() if k != "extra"},
+        "retrieval_params": vars(retriever.params),
         "seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
     }

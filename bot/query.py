@@ -30,8 +30,6 @@ _MONTH_DAY_YEAR = re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?
 _MONTH_DAY = re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?!,?\s*\d)", re.IGNORECASE)
 _ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _MONTH_YEAR = re.compile(rf"\b(?:in|during|of|from)\s+({_MONTH_RE})\.?\s+(\d{{4}})\b", re.IGNORECASE)
-_BEFORE = re.compile(r"\b(?:before|prior to|until|by)\s*$", re.IGNORECASE)
-_AFTER = re.compile(r"\b(?:after|since|following|later than)\s*$", re.IGNORECASE)
 # "published before ..." constraints only count when they are about publication.
 _PUBLISHED_BEFORE = re.compile(r"\bpublished\s+(?:before|prior to)\s*$", re.IGNORECASE)
 _PUBLISHED_AFTER = re.compile(r"\bpublished\s+(?:after|since)\s*$", re.IGNORECASE)
@@ -55,20 +53,6 @@ class QueryHints:
     until: str | None = None
     parts: tuple[str, ...] = ()  # the clauses of a compound question (empty: just one)
     part_sources: tuple[tuple[str, ...], ...] = field(default=())  # outlets each part names
-
-    def __bool__(self) -> bool:
-        return bool(self.sources or self.dates or self.months or self.since or self.until or self.parts)
-
-    def to_dict(self) -> dict:
-        data = {
-            "sources": list(self.sources),
-            "dates": list(self.dates),
-            "months": list(self.months),
-            "since": self.since,
-            "until": self.until,
-            "parts": list(self.parts),
-        }
-        return {k: v for k, v in data.items() if v}
 
 
 def _words(text: str) -> list[str]:

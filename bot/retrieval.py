@@ -15,7 +15,7 @@ The pipeline for one question:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import accumulate
 
 import numpy as np
@@ -23,8 +23,8 @@ import numpy as np
 from bot.embedding import Embedder
 from bot.lexical import tokenize
 from bot.query import QueryHints, SourceMatcher, near_dates, parse_query
-from bot.text import grow_window, sentence_spans
 from bot.store import StoredIndex
+from bot.text import grow_window, sentence_spans
 from bot.types import Hit
 
 
@@ -90,7 +90,6 @@ class RetrievalParams:
     # reader (and MRR) wants the best passage first. dev: MRR 0.690 -> 0.717, MAP 0.369 ->
     # 0.381 (0.5: 0.707; 2.0: 0.701; 0.0, the chunk score alone: 0.671).
     passage_order_lexical: float = 1.0
-    extra: dict = field(default_factory=dict)
 
 
 _LAST = 1e6  # far below any fused score: sorts a candidate after all others

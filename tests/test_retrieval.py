@@ -366,7 +366,7 @@ def test_chunk_scores_break_ties_between_sentences_with_the_same_words(tmp_path)
 def test_an_article_gives_way_after_its_passage_limit(tmp_path):
     index, embedder = _long_article_index(tmp_path)
     question = "council ferry tickets parking library cyclists meeting vote"
-    params = dict(max_passage_tokens=12, part_weight=0.0, same_article_penalty=0.0)
+    params = {"max_passage_tokens": 12, "part_weight": 0.0, "same_article_penalty": 0.0}
     unlimited = Retriever(index, embedder, RetrievalParams(passages_per_article=10, **params))
     limited = Retriever(index, embedder, RetrievalParams(passages_per_article=2, **params))
     assert set(_titles(index, unlimited.search(question, 3))) == {"Council notes"}
