@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.embedding import Embedder
-from bot.lexical import tokenize
+from bot.lexical import term_coverage, tokenize
 from bot.query import DAY_WORDS, MONTH_WORDS
 from bot.text import grow_window, sentence_spans
 from bot.types import Answer, Article, Hit, Passage
@@ -80,15 +80,6 @@ def expected_answer_pattern(question: str) -> re.Pattern | None:
     if text.startswith(("how many", "how much")):
         return _NUMBER_LIKE
     return None
-
-
-def term_coverage(weights: dict[str, float], text: str) -> float:
-    """Weighted share of the question's terms that the text contains."""
-    total = sum(weights.values())
-    if total <= 0:
-        return 0.0
-    present = set(tokenize(text))
-    return sum(w for term, w in weights.items() if term in present) / total
 
 
 @dataclass(frozen=True)

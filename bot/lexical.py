@@ -43,6 +43,15 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(words)
 
 
+def term_coverage(weights: dict[str, float], text: str) -> float:
+    """Weighted share of the question's terms (tokenized, with weights) that the text contains."""
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    present = set(tokenize(text))
+    return sum(w for term, w in weights.items() if term in present) / total
+
+
 class LexicalIndex:
     """A BM25 index whose document i is store row i."""
 

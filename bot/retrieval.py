@@ -21,7 +21,7 @@ from itertools import accumulate
 import numpy as np
 
 from bot.embedding import Embedder
-from bot.lexical import tokenize
+from bot.lexical import term_coverage, tokenize
 from bot.query import QueryHints, SourceMatcher, near_dates, parse_query
 from bot.store import StoredIndex
 from bot.text import grow_window, sentence_spans
@@ -257,8 +257,9 @@ class Retriever:
         order = sorted(scored, key=lambda r: -scored[r][0])
         hits = self._select(order, scored, k, scores.parts)
         if self.params.fit_passages:
-            fitted = self._fit_passages(hits, query, k, scores.best_by_row)[:k]
-            hits = self._by_evidence(fitted, query, scores.best_by_row, page or k)
+            weights = self._term_weights(query)
+            fitted = self._fit_passages(hits, weights, k, scores.best_by_row)[:k]
+            hits = self._by_evidence(fitted, weights, scores.best_by_row, page or k)
         return hits[:k]
 
     def _select(self, order: list[int], scored: dict[int, tuple[float, float, float]], k: int, part_scores: dict | None = None) -> list[Hit]:
@@ -367,7 +368,7 @@ class Retriever:
             cached = self._sentences[article_id] = _ArticleSentences(spans, [0, *accumulate(costs)], terms)
         return cached
 
-    def _fit_passages(self, hits: list[Hit], query: str, k: int, row_scores: np.ndarray | None = None) -> list[Hit]:
+    def _fit_passages(self, hits: list[Hit], weights: dict[str, float], k: int, row_scores: np.ndarray | None = None) -> list[Hit]:
         """Place each hit's passage in its article and fill it to the cap, tiling the article.
 
         Chunks are cut for embedding, not for reading, and they are good at finding the
@@ -379,10 +380,10 @@ class Retriever:
         earlier passage of the same article holds are never repeated; a hit with nothing
         new left is dropped, which frees its place for the next one.
 
-        ``row_scores`` (every chunk's best fused score) lends each sentence a prior; without
-        them, words alone place the passages.
+        ``weights``: the question's terms (``_term_weights``). ``row_scores`` (every chunk's
+        best fused score) lends each sentence a prior; without them, words alone place the
+        passages.
         """
-        weights = self._term_weights(query)
         cap = self.params.max_passage_tokens
         shown: dict[str, set[int]] = {}
         relevance_of: dict[str, list[float]] = {}
@@ -419,11 +420,10 @@ class Retriever:
             fitted.append((hit, relevance, *span))
         return self._within_cap(fitted)
 
-    def _by_evidence(self, passages: list[Hit], query: str, row_scores: np.ndarray, page: int) -> list[Hit]:
+    def _by_evidence(self, passages: list[Hit], weights: dict[str, float], row_scores: np.ndarray, page: int) -> list[Hit]:
         """Each page of passages in the order of their own evidence (see
         ``passage_order_lexical``). Pages are ordered apart: a later page is searched with a
         larger k, and what an earlier page showed must stay on that page."""
-        weights = self._term_weights(query)
         evidence = [self._passage_evidence(p, weights, row_scores) for p in passages]
         ordered: list[Hit] = []
         for first in range(0, len(passages), page):
@@ -455,9 +455,7 @@ class Retriever:
         rows = self._rows_of_article[hit.article_id]
         under = (self._row_start[rows] < hit.end) & (self._row_end[rows] > hit.start)
         ranked = float(row_scores[rows][under].max()) if under.any() else hit.score
-        present = frozenset(tokenize(self._text(hit))) & weights.keys()
-        share = sum(weights[t] for t in present) / (sum(weights.values()) or 1.0)
-        return ranked + self.params.passage_order_lexical * share
+        return ranked + self.params.passage_order_lexical * term_coverage(weights, self._text(hit))
 
     def _within_cap(self, fitted: list[tuple[Hit, list[float] | None, int, int]]) -> list[Hit]:
         """Sentence costs make an estimate; the joined text is what gets counted (one batch)."""

@@ -26,7 +26,6 @@ from bot.evaluation import (
     squash,
 )
 from bot.indexing import build_index
-from bot.lexical import tokenize
 from bot.query import SourceMatcher, find_dates, parse_query, source_aliases, split_parts
 from bot.retrieval import Filters, RetrievalParams, Retriever
 from bot.store import load_index
@@ -328,7 +327,8 @@ def test_passage_moves_to_the_sentence_that_answers(tmp_path):
     article_id = next(a for a, art in index.articles.items() if art.title == "Council notes")
     first_chunk = next(c for c in index.chunks if c.article_id == article_id and c.ordinal == 0)
     found_by_first_chunk = Hit(article_id, first_chunk.start, first_chunk.end, 1.0, chunk_rows=(0,))
-    (placed,) = retriever._fit_passages([found_by_first_chunk], "When does the river lane for cyclists open?", 1)
+    question = "When does the river lane for cyclists open?"
+    (placed,) = retriever._fit_passages([found_by_first_chunk], retriever._term_weights(question), 1)
     text = index.articles[article_id].text[placed.start : placed.end]
     assert _sentences_of(text) == [_LONG_ARTICLE[5]]
     unfitted = Retriever(index, embedder, RetrievalParams(max_passage_tokens=12, fit_passages=False))
@@ -355,11 +355,12 @@ def test_chunk_scores_break_ties_between_sentences_with_the_same_words(tmp_path)
     first = index.chunks[rows[0]]
     found_by_first_chunk = Hit(article_id, first.start, first.end, 1.0, chunk_rows=(rows[0],))
     question = "What about the ferry?"  # sentences 3 and 4 both say "ferry", once
-    (by_words,) = retriever._fit_passages([found_by_first_chunk], question, 1)
+    weights = retriever._term_weights(question)
+    (by_words,) = retriever._fit_passages([found_by_first_chunk], weights, 1)
     assert _sentences_of(index.articles[article_id].text[by_words.start : by_words.end]) == [_LONG_ARTICLE[3]]
     ranked = np.zeros(len(index.chunks))
     ranked[rows[4]] = 1.0  # the ranking prefers the chunk of the operator's sentence
-    (with_prior,) = retriever._fit_passages([found_by_first_chunk], question, 1, ranked)
+    (with_prior,) = retriever._fit_passages([found_by_first_chunk], weights, 1, ranked)
     assert _sentences_of(index.articles[article_id].text[with_prior.start : with_prior.end]) == [_LONG_ARTICLE[4]]
 
 
@@ -378,12 +379,11 @@ def test_an_article_gives_way_after_its_passage_limit(tmp_path):
 def test_later_pages_keep_what_earlier_pages_showed(tmp_path):
     index, embedder = _long_article_index(tmp_path)
     retriever = Retriever(index, embedder, RetrievalParams(max_passage_tokens=12, same_article_penalty=0.0))
-    lexical = index.lexical
     for question in ["council ferry tickets parking library cyclists meeting vote", "ferry tickets and the river lane", "roses and parking"]:
         first_page = retriever.search(question, 3, page=3)
         both_pages = retriever.search(question, 6, page=3)
         assert both_pages[:3] == first_page
-        weights = {t: lexical.idf(t) for t in set(tokenize(question))}
+        weights = retriever._term_weights(question)
         scores = retriever._score(question, None, None).best_by_row
         for page in (both_pages[:3], both_pages[3:]):
             evidence = [retriever._passage_evidence(h, weights, scores) for h in page]
