@@ -187,15 +187,13 @@ def eval_seed(settings: Settings, corpus_dir: Path | None = None, index_dir: Pat
     """Top-1/top-3 accuracy on the answerable gold questions and not-found decisions."""
     gold = json.loads(Path(gold_file).read_text(encoding="utf-8"))
     if answerer is None:
-        from bot.indexing import build_index, index_is_stale
         from bot.service import QuestionAnswerer
 
         settings = settings.with_overrides(
             corpus_dir=corpus_dir or REPO_ROOT / "corpus", index_dir=index_dir or BENCH_DIR / "seed" / "index"
         )
         embedder = _embedder(settings)
-        if index_is_stale(settings, embedder.model_id):
-            build_index(settings, embedder, progress=False)
+        ensure_index(settings, embedder, progress=False)
         answerer = QuestionAnswerer(settings, embedder).load()
     answerable = []
     for item in gold["answerable"]:
@@ -298,13 +296,13 @@ def load_questions(benchmark_dir: Path, split: str) -> tuple[list[dict], list[di
     return chosen, nulls
 
 
-def ensure_index(settings: Settings, embedder) -> dict | None:
+def ensure_index(settings: Settings, embedder, progress: bool | None = None) -> dict | None:
     """Build (incrementally) when stale; returns the build report, or None when cached."""
     from bot.indexing import build_index, index_is_stale
 
     if not index_is_stale(settings, embedder.model_id):
         return None
-    return build_index(settings, embedder).to_dict()
+    return build_index(settings, embedder, progress=progress).to_dict()
 
 
 def retrieve_passages(retriever, articles, question: str, k: int = TOP_N) -> list[str]:
@@ -382,6 +380,7 @@ def eval_multihop(
             "answerable_found_sample": min(300, len(questions)),
             "answerable_answered_as_found": round(found_answerable, 4),
             "found_threshold": settings.found_threshold,
+            "top_k": settings.top_k,
         }
     overall = mean_metrics(rows)
     return {
@@ -427,7 +426,8 @@ def _found_rate(retriever, composer, articles, questions: list[str], k: int) -> 
     for question in questions:
         vector = retriever.embed_query(question)
         hits = retriever.search(question, k, query_vector=vector)
-        found += composer.compose(question, hits, articles, vector).found
+        # weighted as the bot weighs them (QuestionAnswerer.ask), so the rate is the bot's
+        found += composer.compose(question, hits, articles, vector, term_weight=retriever.index.lexical.idf).found
     return found / len(questions)
 
 
@@ -464,7 +464,7 @@ def format_multihop(report: dict) -> str:
     nf = report["not_found"]
     if nf:
         lines.append(
-            f"not-found decision (threshold {nf['found_threshold']:.2f}, top {3}): {nf['null_answered_as_found']:.1%} of "
+            f"not-found decision (threshold {nf['found_threshold']:.2f}, top {nf['top_k']}): {nf['null_answered_as_found']:.1%} of "
             f"{nf['null_questions']} null questions answered as found; {nf['answerable_answered_as_found']:.1%} of "
             f"{nf['answerable_found_sample']} answerable ones"
         )

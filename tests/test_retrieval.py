@@ -474,6 +474,7 @@ def test_multihop_harness_end_to_end(tmp_path, capsys):
     assert report["latency"]["fused"]["mean_ms"] > 0
     text = format_multihop(report)
     assert "Hits@10".lower() in text.lower() and "0.7467" in text
+    assert f"top {settings.top_k}):" in text  # the null questions were answered at the bot's top_k
     # second run: the index is cached, nothing is built
     again = eval_multihop(settings, folder, "dev", bench_root=tmp_path / "bench", embedder=embedder, latency=False)
     assert again["index"]["built_now"] is None
