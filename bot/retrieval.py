@@ -137,11 +137,14 @@ class Retriever:
         if filters.sources:
             wanted = {_normalize_source(s) for s in filters.sources}
             mask &= np.array([src in wanted for src in self._row_source], dtype=bool)
-        if filters.since:
-            mask &= np.array([bool(d) and d >= filters.since for d in self._row_date], dtype=bool)
-        if filters.until:
-            mask &= np.array([bool(d) and d <= filters.until[:10] for d in self._row_date], dtype=bool)
+        if filters.since or filters.until:
+            mask &= self._dated_between(filters.since, filters.until)
         return np.flatnonzero(mask)
+
+    def _dated_between(self, since: str | None, until: str | None) -> np.ndarray:
+        """Rows whose article is dated within [since, until] (ISO; either end may be open)."""
+        lo, hi = since or "", (until or "9999")[:10]
+        return np.array([bool(d) and lo <= d <= hi for d in self._row_date], dtype=bool)
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed([query])[0]
@@ -166,8 +169,7 @@ class Retriever:
             if hints.months:
                 inside |= np.isin(self._row_month, list(hints.months))
             if hints.since or hints.until:
-                lo, hi = hints.since or "", hints.until or "9999"
-                inside |= np.array([bool(d) and lo <= d <= hi for d in self._row_date], dtype=bool)
+                inside |= self._dated_between(hints.since, hints.until)
             boost += params.month_boost * inside
         return boost
 
