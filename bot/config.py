@@ -16,6 +16,10 @@ from bot.errors import ConfigError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
+# Largest article the corpus reader accepts, in bytes (see MAX_ARTICLE_BYTES in .env.example).
+# The largest MultiHop-RAG benchmark article is about 71 KB; 2 MB is a long book chapter.
+DEFAULT_MAX_ARTICLE_BYTES = 2_000_000
+
 # A Bot API token is "<bot id>:<35-ish url-safe chars>".
 _TOKEN_SHAPE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{20,}$")
 
@@ -73,6 +77,9 @@ class Settings:
     )
     log_level: str = "INFO"
     strict: bool = False
+    # Files (and JSON records) above this size are skipped and reported; a .json/.jsonl file of
+    # many articles may be up to 50 times larger (see ``bot.corpus``).
+    max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES
 
     # env key -> (field name, parser)
     _KEYS = {
@@ -100,6 +107,7 @@ class Settings:
         "EXAMPLE_QUESTIONS": ("example_questions", _questions),
         "LOG_LEVEL": ("log_level", str),
         "STRICT": ("strict", _bool),
+        "MAX_ARTICLE_BYTES": ("max_article_bytes", int),
     }
 
     @classmethod
@@ -146,6 +154,8 @@ class Settings:
             raise ConfigError("CHUNK_OVERLAP_TOKENS must be between 0 and half of CHUNK_TOKENS")
         if self.top_k < 1:
             raise ConfigError("TOP_K must be at least 1")
+        if self.max_article_bytes < 1:
+            raise ConfigError("MAX_ARTICLE_BYTES must be at least 1")
 
     @property
     def telegram_configured(self) -> bool:

@@ -38,16 +38,50 @@ punctuation included, is kept as it is.
 Ids: the corpus-relative POSIX path for single-article files; ``<relpath>#<key>`` for
 records of a JSON list or JSONL file, where key is a short hash of the record's url
 (else of its title), with ``-<position>`` appended if two records of one file collide.
+
+Hostile input. The corpus folder may hold files nobody vetted, so reading is defensive:
+
+* Nothing outside the corpus folder is ever read. Every article file and sidecar is
+  resolved (symbolic links followed) first; one that lands outside the folder is
+  reported ("links outside the corpus folder") and not opened, so a link to ``.env``
+  or ``/etc/...`` can never be quoted to users. A linked folder is never walked: one
+  pointing outside is reported, one pointing inside is skipped (its files are read
+  where they really are). A link to a file inside the folder is allowed, but one file
+  is indexed once: when two paths reach the same file, the real path (else the first
+  link in sorted order) is kept and the others get a warning. Link loops and broken
+  links are reported. Only regular files are opened (never a FIFO or a device).
+* Size: a file above ``MAX_ARTICLE_BYTES`` (``Settings.max_article_bytes``, 2 MB by
+  default; the largest MultiHop-RAG article is about 71 KB) is reported with its size
+  and not read, and no read loads more than the limit plus one byte. A ``.json`` or
+  ``.jsonl`` file holds many articles (the MultiHop-RAG corpus is one 6.7 MB file), so
+  the file may be ``JSON_FILE_SIZE_FACTOR`` (50) times the limit, and each record
+  (body and metadata) must fit the limit itself, else that record alone is reported.
+* Any failure while reading one file (deeply nested JSON or YAML, a parser error, a
+  ``MemoryError``, an ``OSError``...) becomes a problem for that file, with its path
+  and the reason; the other files are still read. Only ``KeyboardInterrupt`` and
+  ``SystemExit`` stop the build.
+* A date that is given but unusable (front matter ``date: 2025-13-45``, a ``date`` that
+  is a number or a list, an impossible ``published_at``, a sidecar date) is dropped and
+  a warning is recorded for the file (``IngestReport.warnings``, also logged): the
+  article text is fine, so the article is still indexed, with a date from elsewhere
+  (an in-text "Published ..." line) or none. "Published ..." lines whose date is not
+  valid are kept as body text, as before.
+* Metadata lists are flattened one level only (a list of authors), so YAML aliases
+  nested into a "billion laughs" title cannot blow up.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from datetime import date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -56,11 +90,15 @@ from typing import Any
 import yaml
 from dateutil import parser as date_parser
 
+from bot.config import DEFAULT_MAX_ARTICLE_BYTES
 from bot.errors import ArticleError, CorpusError
 from bot.types import Article
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "ARTICLE_SUFFIXES",
+    "JSON_FILE_SIZE_FACTOR",
     "SIDECAR_SUFFIXES",
     "IngestReport",
     "clean_text",
@@ -95,6 +133,11 @@ CAPTION_MIN_WORDS = 3
 # How many non-empty lines at each end of a text body may hold "Published ..." lines.
 METADATA_LINE_ZONE = 3
 
+# A .json/.jsonl file may hold this many times MAX_ARTICLE_BYTES (each record: once).
+JSON_FILE_SIZE_FACTOR = 50
+
+OUTSIDE_CORPUS = "links outside the corpus folder; not read"
+
 
 @dataclass(frozen=True)
 class IngestReport:
@@ -102,14 +145,20 @@ class IngestReport:
 
     articles: list[Article]  # sorted by file path, then position within the file
     problems: list[ArticleError]  # one per unreadable file or record: path + reason
-    files_seen: int  # article files examined (readable or not); sidecars not counted
+    files_seen: int  # article files examined (readable or not); sidecars and duplicate links not counted
+    # Indexed anyway, but something was dropped (an invalid date) or skipped (a second path
+    # to an already indexed file): path + what and why.
+    warnings: list[ArticleError] = dataclass_field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def load_corpus(corpus_dir: Path) -> IngestReport:
+def load_corpus(corpus_dir: Path, *, max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES) -> IngestReport:
     """Read every article under ``corpus_dir``; unreadable files become ``problems``.
+
+    ``max_article_bytes`` is ``Settings.max_article_bytes`` (MAX_ARTICLE_BYTES): bigger
+    files are reported, not read (see the module docstring for JSON files).
 
     Raises ``CorpusError`` only when the folder itself is missing; an empty folder
     gives an empty report (the caller decides whether that is fatal).
@@ -125,28 +174,39 @@ def load_corpus(corpus_dir: Path) -> IngestReport:
             f"corpus path {corpus_dir} is a file, not a folder: set CORPUS_DIR or --corpus "
             "to the folder that holds the articles"
         )
+    root = corpus_dir.resolve()
     articles: list[Article] = []
     problems: list[ArticleError] = []
-    article_files, orphan_sidecars = _discover(corpus_dir)
-    for path in article_files:
-        found, file_problems = read_file_with_problems(path, corpus_dir)
+    discovery = _discover(corpus_dir, root)
+    warnings: list[ArticleError] = list(discovery.warnings)
+    for path in discovery.articles:
+        found, file_problems, file_warnings = _read_file(path, corpus_dir, root, max_article_bytes)
         articles.extend(found)
         problems.extend(file_problems)
-    for sidecar in orphan_sidecars:
+        warnings.extend(file_warnings)
+    problems.extend(discovery.problems)
+    for sidecar in discovery.orphan_sidecars:
         problems.append(
             ArticleError(_relative(sidecar, corpus_dir), "metadata sidecar without an article file next to it")
         )
-    return IngestReport(articles=articles, problems=problems, files_seen=len(article_files))
+    warnings.sort(key=lambda warning: warning.path)
+    for warning in warnings:
+        log.warning("%s: %s", warning.path, warning.reason)
+    return IngestReport(
+        articles=articles, problems=problems, files_seen=len(discovery.articles), warnings=warnings
+    )
 
 
-def read_article_file(path: Path, corpus_dir: Path) -> list[Article]:
+def read_article_file(
+    path: Path, corpus_dir: Path, *, max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES
+) -> list[Article]:
     """The articles in one file. Raises ``ArticleError(relative_path, reason)``.
 
     For a JSON list or JSONL file with some bad records, the good records are returned
     and the bad ones are only visible through ``read_file_with_problems`` (which
     ``load_corpus`` uses); if no record is usable, this raises.
     """
-    articles, problems = read_file_with_problems(path, corpus_dir)
+    articles, problems = read_file_with_problems(path, corpus_dir, max_article_bytes=max_article_bytes)
     if not articles:
         if len(problems) == 1:
             raise problems[0]
@@ -157,29 +217,71 @@ def read_article_file(path: Path, corpus_dir: Path) -> list[Article]:
     return articles
 
 
-def read_file_with_problems(path: Path, corpus_dir: Path) -> tuple[list[Article], list[ArticleError]]:
-    """The articles in one file plus one ``ArticleError`` per unreadable file or record."""
+def read_file_with_problems(
+    path: Path, corpus_dir: Path, *, max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES
+) -> tuple[list[Article], list[ArticleError]]:
+    """The articles in one file plus one ``ArticleError`` per unreadable file or record.
+
+    Never raises for a bad file (only ``KeyboardInterrupt``/``SystemExit`` get through);
+    warnings (e.g. a dropped invalid date) are logged.
+    """
     path, corpus_dir = Path(path), Path(corpus_dir)
+    articles, problems, warnings = _read_file(path, corpus_dir, corpus_dir.resolve(), max_article_bytes)
+    for warning in warnings:
+        log.warning("%s: %s", warning.path, warning.reason)
+    return articles, problems
+
+
+def _read_file(
+    path: Path, corpus_dir: Path, root: Path, max_bytes: int
+) -> tuple[list[Article], list[ArticleError], list[ArticleError]]:
+    """Articles, problems and warnings of one file; ``root`` is the resolved corpus folder.
+
+    The one place where any failure on one file (not only ``ArticleError``) becomes that
+    file's problem; only ``KeyboardInterrupt`` and ``SystemExit`` get through.
+    """
     rel = _relative(path, corpus_dir)
     suffix = path.suffix.lower()
+    warnings: list[ArticleError] = []
     try:
-        text = _decode(_read_bytes(path, rel), rel)
+        real = _inside_corpus(path, root, rel)
         if suffix in JSON_SUFFIXES:
             if _sidecar_for(path) is not None:
                 raise ArticleError(
                     rel, "metadata sidecars are only for single-article files; put the metadata in the records"
                 )
-            return _read_json_records(text, rel, jsonl=suffix == ".jsonl")
+            text = _decode(_read_bytes(real, rel, max_bytes, factor=JSON_FILE_SIZE_FACTOR), rel)
+            articles, problems = _read_json_records(
+                text, rel, jsonl=suffix == ".jsonl", max_bytes=max_bytes, warnings=warnings
+            )
+            return articles, problems, warnings
+        text = _decode(_read_bytes(real, rel, max_bytes), rel)
         if suffix in HTML_SUFFIXES:
             fields = _parse_html(text, rel)
         elif suffix in TEXT_SUFFIXES:
-            fields = _parse_text_article(text, rel)
+            fields = _parse_text_article(text, rel, warnings)
         else:
             raise ArticleError(rel, f"unsupported file type {suffix or '(none)'}")
-        fields.update(_read_sidecar(path, rel))
-        return [_build_article(rel, rel, fields)], []
+        fields.update(_read_sidecar(path, rel, root, max_bytes, warnings))
+        return [_build_article(rel, rel, fields)], [], warnings
     except ArticleError as problem:
-        return [], [problem]
+        return [], [problem], warnings
+    except Exception as exc:  # noqa: BLE001 - any failure on one file is that file's problem
+        return [], [ArticleError(rel, _failure(exc))], warnings
+
+
+def _failure(exc: BaseException) -> str:
+    """The reason for an unexpected exception while reading one file or record."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read (RecursionError); not read"
+    if isinstance(exc, MemoryError):
+        return "too large to read (MemoryError); not read"
+    if isinstance(exc, OSError):
+        return f"cannot read the file: {exc.strerror or exc}"
+    detail = " ".join(str(exc).split())
+    if len(detail) > 200:
+        detail = detail[:199] + "…"
+    return f"cannot read the file: unexpected {type(exc).__name__}" + (f": {detail}" if detail else "")
 
 
 def content_hash(article: Article) -> str:
@@ -239,12 +341,45 @@ def normalize_date(value: Any) -> str | None:
 # ------------------------------------------------------------------ discovery and bytes
 
 
-def _discover(corpus_dir: Path) -> tuple[list[Path], list[Path]]:
-    """Article files and orphan sidecars under ``corpus_dir``, both sorted by relative path."""
+@dataclass
+class _Discovery:
+    articles: list[Path]  # to read, sorted by relative path, one path per real file
+    orphan_sidecars: list[Path]
+    problems: list[ArticleError]  # folders that cannot be walked (unreadable, links outside)
+    warnings: list[ArticleError]  # second paths to one file, linked folders not walked
+
+
+def _discover(corpus_dir: Path, root: Path) -> _Discovery:
+    """Article files and orphan sidecars under ``corpus_dir``, both sorted by relative path.
+
+    Linked folders are never walked (``os.walk`` does not follow them): one that leads
+    outside the corpus, or nowhere, is a problem; one that leads inside only a warning.
+    """
     articles: list[Path] = []
     sidecars: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(corpus_dir):
-        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+    problems: list[ArticleError] = []
+    warnings: list[ArticleError] = []
+
+    def unreadable_folder(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else corpus_dir
+        problems.append(ArticleError(_relative(where, corpus_dir), f"cannot list the folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(corpus_dir, onerror=unreadable_folder):
+        walked: list[str] = []
+        for name in sorted(name for name in dirnames if not name.startswith(".")):
+            folder = Path(dirpath) / name
+            if not folder.is_symlink():
+                walked.append(name)
+                continue
+            rel = _relative(folder, corpus_dir)
+            try:
+                _inside_corpus(folder, root, rel)
+            except ArticleError as problem:
+                problems.append(problem)
+            else:
+                reason = "link to a folder inside the corpus; not followed (its files are read where they are)"
+                warnings.append(ArticleError(rel, reason))
+        dirnames[:] = walked
         at_root = Path(dirpath) == corpus_dir
         for name in filenames:
             lowered = name.lower()
@@ -256,13 +391,50 @@ def _discover(corpus_dir: Path) -> tuple[list[Path], list[Path]]:
                 continue
             elif Path(name).suffix.lower() in ARTICLE_SUFFIXES:
                 articles.append(Path(dirpath) / name)
+    problems.sort(key=lambda problem: problem.path)
     article_set = set(articles)
     orphans = [sidecar for sidecar in sidecars if _article_for_sidecar(sidecar) not in article_set]
 
     def by_relative_path(path: Path) -> str:
         return _relative(path, corpus_dir)
 
-    return sorted(articles, key=by_relative_path), sorted(orphans, key=by_relative_path)
+    unique, duplicates = _one_path_per_file(sorted(articles, key=by_relative_path), root)
+    for duplicate, kept in duplicates:
+        warnings.append(
+            ArticleError(
+                by_relative_path(duplicate),
+                f"same file as {by_relative_path(kept)}, which is indexed; not indexed twice",
+            )
+        )
+    return _Discovery(unique, sorted(orphans, key=by_relative_path), problems, warnings)
+
+
+def _one_path_per_file(paths: list[Path], root: Path) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    """``paths`` with later paths to an already listed file (links, hard links) left out.
+
+    Of the paths that reach one file, a path that is not a link wins, else the first.
+    Paths that cannot be resolved or lead outside the corpus are kept: reading them
+    reports the problem. Returns the kept paths (in order) and (left out, kept) pairs.
+    """
+    groups: dict[tuple[int, int], list[Path]] = {}
+    keys: dict[Path, tuple[int, int]] = {}
+    for path in paths:
+        try:
+            real = path.resolve(strict=True)
+            if not real.is_relative_to(root):
+                continue
+            info = real.stat()
+        except (OSError, RuntimeError):
+            continue
+        key = (info.st_dev, info.st_ino)
+        keys[path] = key
+        groups.setdefault(key, []).append(path)
+    keep: dict[tuple[int, int], Path] = {
+        key: next((path for path in group if not path.is_symlink()), group[0]) for key, group in groups.items()
+    }
+    unique = [path for path in paths if path not in keys or keep[keys[path]] == path]
+    duplicates = [(path, keep[keys[path]]) for path in paths if path in keys and keep[keys[path]] != path]
+    return unique, duplicates
 
 
 def _article_for_sidecar(sidecar: Path) -> Path:
@@ -274,7 +446,7 @@ def _article_for_sidecar(sidecar: Path) -> Path:
 def _sidecar_for(path: Path) -> Path | None:
     for suffix in SIDECAR_SUFFIXES:
         candidate = path.with_name(path.name + suffix)
-        if candidate.is_file():
+        if candidate.is_file() or candidate.is_symlink():  # a broken or looping link is reported
             return candidate
     return None
 
@@ -286,11 +458,60 @@ def _relative(path: Path, corpus_dir: Path) -> str:
         return path.as_posix()
 
 
-def _read_bytes(path: Path, rel: str) -> bytes:
+def _inside_corpus(path: Path, root: Path, rel: str, what: str = "") -> Path:
+    """``path`` with every link resolved, or an ``ArticleError`` if it leaves ``root``.
+
+    ``root`` is the resolved corpus folder. ``what`` prefixes the reason (a sidecar).
+    """
     try:
-        return path.read_bytes()
+        real = path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a link loop this way
+        raise ArticleError(rel, f"{what}symbolic link loop; not read") from None
     except OSError as exc:
-        raise ArticleError(rel, f"cannot read the file: {exc.strerror or exc}") from None
+        if exc.errno == errno.ELOOP:
+            raise ArticleError(rel, f"{what}symbolic link loop; not read") from None
+        if path.is_symlink():
+            raise ArticleError(rel, f"{what}broken link: its target does not exist") from None
+        raise ArticleError(rel, f"{what}cannot read the file: {exc.strerror or exc}") from None
+    if not real.is_relative_to(root):
+        raise ArticleError(rel, f"{what}{OUTSIDE_CORPUS}")
+    return real
+
+
+def _read_bytes(real: Path, rel: str, max_bytes: int, *, factor: int = 1, what: str = "") -> bytes:
+    """The bytes of the regular file ``real`` (already resolved), at most ``max_bytes * factor``.
+
+    The size is checked before reading and at most limit + 1 bytes are ever read, so a
+    file that grows between the check and the read is caught too. ``O_NOFOLLOW``: if
+    ``real`` was swapped for a link after it was resolved, it is not followed.
+    """
+    limit = max_bytes * factor
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        info = os.stat(real)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArticleError(rel, f"{what}not a regular file (a device, pipe or socket); not read")
+        if info.st_size > limit:
+            raise ArticleError(rel, what + _too_large(info.st_size, max_bytes, factor))
+        with open(os.open(real, flags), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ArticleError(rel, f"{what}not a regular file (a device, pipe or socket); not read")
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ArticleError(rel, f"{what}cannot read the file: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ArticleError(rel, what + _too_large(len(data), max_bytes, factor, at_least=True))
+    return data
+
+
+def _too_large(size: int, max_bytes: int, factor: int = 1, *, at_least: bool = False, record: bool = False) -> str:
+    amount = f"{'at least ' if at_least else ''}{size:,} bytes"
+    if factor == 1:
+        limit = f"the MAX_ARTICLE_BYTES limit of {max_bytes:,} bytes"
+    else:
+        limit = f"{factor} x MAX_ARTICLE_BYTES ({max_bytes * factor:,} bytes) allowed for a JSON file of many articles"
+    kind = "article too large" if record else "file too large"
+    return f"{kind}: {amount}, above {limit}; not read (raise MAX_ARTICLE_BYTES to include it)"
 
 
 def _decode(data: bytes, rel: str) -> str:
@@ -395,10 +616,10 @@ _DATED_LINE = re.compile(
 )
 
 
-def _parse_text_article(text: str, rel: str) -> dict[str, Any]:
-    """Title, metadata and cleaned body of a .txt/.md article."""
+def _parse_text_article(text: str, rel: str, warnings: list[ArticleError] | None = None) -> dict[str, Any]:
+    """Title, metadata and cleaned body of a .txt/.md article (dropped front-matter dates warned in ``warnings``)."""
     front_matter, body = _split_front_matter(_normalize_newlines(text), rel)
-    fields = _metadata_from_mapping(front_matter)
+    fields = _metadata_from_mapping(front_matter, where=rel, warnings=warnings, origin="front matter ")
     body = clean_text(body)
     if not fields.get("title"):
         title, body = _take_title_line(body)
@@ -421,7 +642,7 @@ def _split_front_matter(text: str, rel: str) -> tuple[dict[str, Any], str]:
     else:
         raise ArticleError(rel, "broken front matter: no closing '---' line")
     try:
-        data = yaml.safe_load("\n".join(lines[1:index]))
+        data = _load_yaml("\n".join(lines[1:index]))
     except yaml.YAMLError as exc:
         raise ArticleError(rel, f"broken front matter: {_yaml_error_summary(exc, line_offset=1)}") from None
     if data is None:
@@ -429,6 +650,24 @@ def _split_front_matter(text: str, rel: str) -> tuple[dict[str, Any], str]:
     if not isinstance(data, dict):
         raise ArticleError(rel, f"broken front matter: expected 'key: value' lines, got a {type(data).__name__}")
     return data, "\n".join(lines[index + 1 :])
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` whose timestamps never raise: "2025-13-45" stays a string."""
+
+
+def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):  # looks like a date, is not one: normalize_date drops it
+        return loader.construct_scalar(node)
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _yaml_error_summary(exc: yaml.YAMLError, line_offset: int = 0) -> str:
@@ -589,8 +828,18 @@ def _parse_html(html: str, rel: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- JSON
 
 
-def _read_json_records(text: str, rel: str, *, jsonl: bool) -> tuple[list[Article], list[ArticleError]]:
-    """Articles from a .json (object or list) or .jsonl file; bad records reported one by one."""
+def _read_json_records(
+    text: str,
+    rel: str,
+    *,
+    jsonl: bool,
+    max_bytes: int = DEFAULT_MAX_ARTICLE_BYTES,
+    warnings: list[ArticleError] | None = None,
+) -> tuple[list[Article], list[ArticleError]]:
+    """Articles from a .json (object or list) or .jsonl file; bad records reported one by one.
+
+    Each record must fit ``max_bytes`` (MAX_ARTICLE_BYTES); dropped dates go to ``warnings``.
+    """
     problems: list[ArticleError] = []
     records: list[tuple[int, Any]] = []
     if jsonl:
@@ -606,6 +855,8 @@ def _read_json_records(text: str, rel: str, *, jsonl: bool) -> tuple[list[Articl
                         f"{rel}#{position}", f"invalid JSON on line {line_number}: {exc.msg} (column {exc.colno})"
                     )
                 )
+            except Exception as exc:  # noqa: BLE001 - e.g. RecursionError: this line only
+                problems.append(ArticleError(f"{rel}#{position}", f"line {line_number}: {_failure(exc)}"))
             position += 1
         if not records and not problems:
             raise ArticleError(rel, "empty file (no records)")
@@ -627,13 +878,19 @@ def _read_json_records(text: str, rel: str, *, jsonl: bool) -> tuple[list[Articl
     used_ids: set[str] = set()
     for position, record in records:
         where = rel if single else f"{rel}#{position}"
+        record_warnings: list[ArticleError] = []
         try:
-            fields = _record_fields(record, where)
+            fields = _record_fields(record, where, max_bytes, record_warnings)
             article_id = rel if single else _record_id(rel, fields, position, used_ids)
             articles.append(_build_article(article_id, rel, fields, where=where))
         except ArticleError as problem:
             problems.append(problem)
             continue
+        except Exception as exc:  # noqa: BLE001 - one bad record never loses the others
+            problems.append(ArticleError(where, _failure(exc)))
+            continue
+        if warnings is not None:
+            warnings.extend(record_warnings)
         used_ids.add(article_id)
     problems.sort(key=lambda problem: _position_of(problem.path))
     return articles, problems
@@ -644,13 +901,22 @@ def _position_of(problem_path: str) -> int:
     return int(position) if position.isdigit() else -1
 
 
-def _record_fields(record: Any, where: str) -> dict[str, Any]:
+def _record_fields(
+    record: Any, where: str, max_bytes: int = DEFAULT_MAX_ARTICLE_BYTES, warnings: list[ArticleError] | None = None
+) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ArticleError(where, f"expected a JSON object, got {type(record).__name__}")
-    fields = _metadata_from_mapping(record)
     body = _first_value(record, BODY_ALIASES)
     if not isinstance(body, str) or not body.strip():
         raise ArticleError(where, "no body text (expected a non-empty 'body', 'text' or 'content' field)")
+    if len(body) > max_bytes:  # every character is at least one byte: too large without encoding it
+        raise ArticleError(where, _too_large(len(body), max_bytes, at_least=True, record=True))
+    fields = _metadata_from_mapping(record, where=where, warnings=warnings)
+    size = len(body.encode("utf-8", "surrogatepass")) + sum(
+        len(value.encode("utf-8", "surrogatepass")) for value in fields.values()
+    )
+    if size > max_bytes:
+        raise ArticleError(where, _too_large(size, max_bytes, record=True))
     if not fields.get("title"):
         raise ArticleError(where, "no title (expected a non-empty 'title' field)")
     fields["text"] = clean_text(body)
@@ -669,18 +935,30 @@ def _record_id(rel: str, fields: Mapping[str, Any], position: int, used_ids: set
 # ------------------------------------------------------------------------------ metadata
 
 
-def _read_sidecar(path: Path, rel: str) -> dict[str, Any]:
-    """Metadata from ``<file>.meta.json``/``.meta.yaml`` next to ``path`` (empty if none)."""
+def _read_sidecar(
+    path: Path,
+    rel: str,
+    root: Path | None = None,
+    max_bytes: int = DEFAULT_MAX_ARTICLE_BYTES,
+    warnings: list[ArticleError] | None = None,
+) -> dict[str, Any]:
+    """Metadata from ``<file>.meta.json``/``.meta.yaml`` next to ``path`` (empty if none).
+
+    The sidecar is held to the article's rules: inside the corpus folder ``root`` (the
+    folder of ``path`` if not given), a regular file, at most ``max_bytes``.
+    """
     sidecar = _sidecar_for(path)
     if sidecar is None:
         return {}
     name = sidecar.name
+    what = f"metadata sidecar {name}: "
+    real = _inside_corpus(sidecar, root or path.parent.resolve(), rel, what)
     try:
-        raw = sidecar.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = _read_bytes(real, rel, max_bytes, what=what).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise ArticleError(rel, f"cannot read metadata sidecar {name}: {exc}") from None
     try:
-        data = json.loads(raw) if name.lower().endswith(".json") else yaml.safe_load(raw)
+        data = json.loads(raw) if name.lower().endswith(".json") else _load_yaml(raw)
     except json.JSONDecodeError as exc:
         raise ArticleError(
             rel, f"broken metadata sidecar {name}: {exc.msg} (line {exc.lineno}, column {exc.colno})"
@@ -689,11 +967,21 @@ def _read_sidecar(path: Path, rel: str) -> dict[str, Any]:
         raise ArticleError(rel, f"broken metadata sidecar {name}: {_yaml_error_summary(exc)}") from None
     if not isinstance(data, dict):
         raise ArticleError(rel, f"broken metadata sidecar {name}: expected key/value pairs")
-    return _metadata_from_mapping(data)
+    return _metadata_from_mapping(data, where=rel, warnings=warnings, origin=f"sidecar {name} ")
 
 
-def _metadata_from_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The known metadata fields of ``data``, aliases resolved, empty values left out."""
+def _metadata_from_mapping(
+    data: Mapping[str, Any],
+    *,
+    where: str = "",
+    warnings: list[ArticleError] | None = None,
+    origin: str = "",
+) -> dict[str, Any]:
+    """The known metadata fields of ``data``, aliases resolved, empty values left out.
+
+    A date that is given but not a valid, unambiguous date is left out too, with a
+    warning at ``where`` appended to ``warnings`` (when given).
+    """
     lowered = {str(key).lower(): value for key, value in data.items()}
     fields: dict[str, Any] = {}
     for name, aliases in FIELD_ALIASES.items():
@@ -702,11 +990,21 @@ def _metadata_from_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if name == "date":
             cleaned = normalize_date(value)
+            if cleaned is None and warnings is not None:
+                warnings.append(ArticleError(where, f"{origin}date {_shown(value)} is not a valid date; ignored"))
         else:
             cleaned = _as_text(value)
         if cleaned:
             fields[name] = cleaned
     return fields
+
+
+def _shown(value: Any) -> str:
+    """A short, one-line rendering of a metadata value for a warning."""
+    text = " ".join(repr(value).split())
+    if len(text) > 60:
+        text = text[:59] + "…"
+    return text if isinstance(value, str) else f"{text} (a {type(value).__name__})"
 
 
 def _first_value(data: Mapping[str, Any], keys: Iterable[str]) -> Any:
@@ -717,12 +1015,18 @@ def _first_value(data: Mapping[str, Any], keys: Iterable[str]) -> Any:
     return None
 
 
-def _as_text(value: Any) -> str | None:
-    """A one-line string from a scalar or a list of scalars (e.g. several authors)."""
+def _as_text(value: Any, *, nested: bool = False) -> str | None:
+    """A one-line string from a scalar or a list of scalars (e.g. several authors).
+
+    Lists inside lists are ignored: YAML aliases can nest a small file into billions
+    of items ("billion laughs"), and no metadata field needs more than one level.
+    """
     if isinstance(value, (list, tuple)):
-        parts = [_as_text(item) for item in value]
+        if nested:
+            return None
+        parts = [_as_text(item, nested=True) for item in value]
         return ", ".join(part for part in parts if part) or None
-    if isinstance(value, (dict, bool)):
+    if isinstance(value, (dict, bool, set)):
         return None
     return " ".join(str(value).split()) or None
 

@@ -141,7 +141,7 @@ def _previous_index(settings: Settings, embedder: Embedder, full: bool) -> Store
 def build_index(settings: Settings, embedder: Embedder, *, full: bool = False, progress: bool | None = None) -> BuildReport:
     """Bring ``settings.index_dir`` up to date with ``settings.corpus_dir``."""
     started = time.perf_counter()
-    ingest = load_corpus(settings.corpus_dir)
+    ingest = load_corpus(settings.corpus_dir, max_article_bytes=settings.max_article_bytes)
     if not ingest.articles:
         reasons = "; ".join(str(p) for p in ingest.problems[:5])
         raise CorpusError(
@@ -220,5 +220,5 @@ def index_is_stale(settings: Settings, model_id: str | None = None) -> bool:
         return True
     if manifest.get("model") != (model_id or settings.embedding_model):
         return True
-    ingest = load_corpus(Path(settings.corpus_dir))
+    ingest = load_corpus(Path(settings.corpus_dir), max_article_bytes=settings.max_article_bytes)
     return manifest.get("articles") != {a.article_id: content_hash(a) for a in ingest.articles}
