@@ -20,8 +20,8 @@ from bot.chunking import chunk_article
 from bot.config import Settings
 from bot.corpus import content_hash, load_corpus
 from bot.embedding import Embedder
-from bot.errors import ArticleError, BotError, CorpusError
-from bot.store import StoredIndex, load_index, read_manifest, write_index
+from bot.errors import ArticleError, BotError, CorpusError, IndexMissingError
+from bot.store import FORMAT_VERSION, StoredIndex, build_lock, load_index, read_manifest, write_index
 from bot.types import Article, Chunk
 
 log = logging.getLogger(__name__)
@@ -124,13 +124,19 @@ def chunk_corpus(articles: list[Article], settings: Settings, embedder: Embedder
 
 
 def _previous_index(settings: Settings, embedder: Embedder, full: bool) -> StoredIndex | None:
-    """The serving index, when it can seed this build; None for a full or first build."""
-    if full or read_manifest(settings.index_dir) is None:
+    """The serving index, when it can seed this build; None for a full or first build.
+
+    A previous build that fails to load (damaged, old format, symlink loop) is not reused:
+    its vectors cannot be trusted to match its chunks, so everything is embedded again.
+    """
+    if full:
         return None
     try:
         old = load_index(settings.index_dir)
+    except IndexMissingError:
+        return None
     except BotError as exc:
-        log.warning("previous index not reused: %s", exc)
+        log.warning("previous index not reused, embedding everything: %s", exc)
         return None
     if old.manifest.get("model") != embedder.model_id:
         log.info("model changed (%s -> %s): embedding everything", old.manifest.get("model"), embedder.model_id)
@@ -139,7 +145,17 @@ def _previous_index(settings: Settings, embedder: Embedder, full: bool) -> Store
 
 
 def build_index(settings: Settings, embedder: Embedder, *, full: bool = False, progress: bool | None = None) -> BuildReport:
-    """Bring ``settings.index_dir`` up to date with ``settings.corpus_dir``."""
+    """Bring ``settings.index_dir`` up to date with ``settings.corpus_dir``.
+
+    Holds the index folder's build lock throughout (see ``store.build_lock``): a second
+    build of the same folder waits for this one (up to ``store.BUILD_LOCK_TIMEOUT``, then
+    IndexBusyError) and then starts from its result, embedding only what is still new.
+    """
+    with build_lock(settings.index_dir):  # the time spent waiting for it is not build time
+        return _build_locked(settings, embedder, full=full, progress=progress)
+
+
+def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progress: bool | None) -> BuildReport:
     started = time.perf_counter()
     ingest = load_corpus(settings.corpus_dir, max_article_bytes=settings.max_article_bytes)
     if not ingest.articles:
@@ -214,9 +230,15 @@ def _embedded_text(article: Article, chunk: Chunk, with_header: bool) -> str:
 
 
 def index_is_stale(settings: Settings, model_id: str | None = None) -> bool:
-    """True when the corpus, model or chunking differ from what the serving index was built from."""
-    manifest = read_manifest(settings.index_dir)
-    if manifest is None or manifest.get("chunking") != chunking_settings(settings):
+    """True when the corpus, model, chunking or index format differ from what the serving index
+    was built from, or its manifest cannot be read (file checksums are checked by ``load_index``)."""
+    try:
+        manifest = read_manifest(settings.index_dir)
+    except BotError:
+        return True
+    if manifest is None or manifest.get("format_version") != FORMAT_VERSION:
+        return True
+    if manifest.get("chunking") != chunking_settings(settings):
         return True
     if manifest.get("model") != (model_id or settings.embedding_model):
         return True

@@ -3,7 +3,8 @@
 An index is a directory that describes itself:
 
 - ``manifest.json``: format version, model id, dimension, chunking settings, one
-  content hash per article, counts and a build id;
+  content hash per article, counts, a build id, a build sequence number and the size and
+  sha256 of every other file of the build (plus a hash of the manifest itself);
 - ``vectors.faiss``: a flat inner-product index over unit vectors (so scores are cosines);
 - ``chunks.jsonl``: line i is the chunk whose vector is FAISS id i, and whose lexical
   document is BM25 document i (the positional contract the tests check);
@@ -14,13 +15,28 @@ The index folder (``index/`` by default) holds builds side by side and a ``curre
 symlink. A build is written to a fresh folder and then ``current`` is swapped with one
 atomic rename, so a reader never sees half an index and a crashed build leaves the
 previous one serving.
+
+Integrity: loading resolves ``current`` once to a concrete build folder and reads only
+from it, and refuses a build whose files do not match the checksums its manifest
+recorded (a reordered ``chunks.jsonl`` would otherwise answer with unrelated passages).
+
+Builds are serialized by an exclusive ``flock`` on ``<index>/.build.lock``: a second build
+waits (up to ``BUILD_LOCK_TIMEOUT`` seconds) and then starts from the first one's result.
+Whoever holds the lock is the only writer, so any ``.build-*.partial`` folder found then
+was left by a dead build and is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import json
+import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,16 +45,46 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bot.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from bot.errors import BotError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from bot.lexical import LexicalIndex
 from bot.types import Article, Chunk
 
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+# 2: the manifest records build_seq, created_at, per-file sha256 ("files") and its own hash.
+FORMAT_VERSION = 2
 CURRENT_LINK = "current"
+LOCK_FILE = ".build.lock"
+SEQ_FILE = ".build.seq"  # the last build_seq handed out (written under the build lock)
+# How long a build waits for another one to finish before giving up. A full MultiHop-size
+# build takes a few minutes on two cores, so ten minutes covers a real one and still ends
+# a wait on a hung process. Not a setting: tests patch this constant.
+BUILD_LOCK_TIMEOUT = 600.0
+_LOCK_POLL_SECONDS = 0.1
 _BUILD_PREFIX = "build-"
+MANIFEST = "manifest.json"
+# Files a build cannot be loaded without: the manifest must list (and so vouch for) each.
+_REQUIRED_FILES = ("vectors.faiss", "chunks.jsonl", "articles.jsonl", "lexical/size.txt")
+_REBUILD = "rebuild it with `python -m bot index --full`"
 
 # Bound the threads FAISS uses: the machine has 2 cores and the bot also serves requests.
 faiss.omp_set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+class IndexIntegrityError(IndexCorruptError):
+    """A build's files do not match its manifest (missing, truncated, changed, reordered)."""
+
+    def __init__(self, message: str, build: str = "", file: str = ""):
+        super().__init__(message)
+        self.build = build
+        self.file = file
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.build, self.file))
+
+
+class IndexBusyError(BotError):
+    """Another build held the index's build lock for longer than ``BUILD_LOCK_TIMEOUT``."""
 
 
 @dataclass
@@ -51,11 +97,39 @@ class StoredIndex:
     embed_keys: list[str]  # content hash of the text each vector was computed from
     vectors: faiss.Index
     lexical: LexicalIndex
-    path: Path
+    path: Path  # the concrete build folder everything was read from (never ``current``)
 
     @property
     def build_id(self) -> str:
         return self.manifest["build_id"]
+
+    @property
+    def build_seq(self) -> int:
+        """1 for the first build of an index folder, previous + 1 after (0: unknown)."""
+        return int(self.manifest.get("build_seq", 0))
+
+    @property
+    def created_at(self) -> float:
+        """Unix time the build was written (0.0: unknown)."""
+        return float(self.manifest.get("created_at", 0.0))
+
+    def supersedes(self, other: StoredIndex | None) -> bool:
+        """Whether a server holding ``other`` should switch to this build.
+
+        True for a strictly later build of the same index folder; False for the same
+        build or an older one (a slow load finishing after a newer one). When ``other``'s
+        folder is gone from disk (the index folder was wiped and rebuilt, restarting the
+        sequence), whatever is on disk now wins.
+        """
+        if other is None:
+            return True
+        if self.build_id == other.build_id:
+            return False
+        if other.path is not None and not (Path(other.path) / MANIFEST).is_file():
+            return True
+        if self.build_seq != other.build_seq:
+            return self.build_seq > other.build_seq
+        return self.created_at > other.created_at
 
     def search(self, query_vectors: np.ndarray, k: int, allowed_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k inner products (cosines) and row ids; -1 ids pad when k exceeds the size.
@@ -84,19 +158,173 @@ def new_flat_index(vectors: np.ndarray, dimension: int) -> faiss.Index:
     return index
 
 
-def current_path(index_dir: Path) -> Path | None:
-    """The folder of the build now serving, or None when nothing was ever built."""
-    link = index_dir / CURRENT_LINK
-    if not link.is_symlink() and not link.is_dir():
+# -- finding the serving build ------------------------------------------------------------
+
+
+def resolve_current(index_dir: Path) -> Path | None:
+    """The concrete folder ``current`` points at, resolved once; None when nothing was built.
+
+    Raises IndexCorruptError (never RuntimeError/OSError) for a symlink loop, a dangling
+    link or a link to something that is not a folder.
+    """
+    link = Path(index_dir) / CURRENT_LINK
+    if not os.path.lexists(link):
         return None
-    target = link.resolve()
-    return target if (target / "manifest.json").is_file() else None
+    try:
+        target = link.resolve(strict=True)
+    except FileNotFoundError:
+        raise IndexCorruptError(
+            f"{link} points to {_readlink(link)!r}, which does not exist; {_REBUILD}"
+        ) from None
+    except (RuntimeError, OSError) as exc:  # RuntimeError: "Symlink loop" (OSError ELOOP on newer Pythons)
+        raise IndexCorruptError(
+            f"{link} cannot be resolved: it is a symlink loop or unreadable ({exc}); {_REBUILD}"
+        ) from None
+    if not target.is_dir():
+        raise IndexCorruptError(f"{link} points to {target}, which is not a build folder; {_REBUILD}")
+    return target
+
+
+def _readlink(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return "?"
+
+
+def current_path(index_dir: Path) -> Path | None:
+    """The folder of the build now serving, or None when nothing (usable) was ever built."""
+    try:
+        target = resolve_current(index_dir)
+    except BotError:
+        return None
+    return target if target is not None and (target / MANIFEST).is_file() else None
 
 
 def current_build_id(index_dir: Path) -> str | None:
     """Cheap to call often: lets a running bot notice a rebuild by another process."""
     path = current_path(index_dir)
     return path.name if path else None
+
+
+# -- writing --------------------------------------------------------------------------------
+
+_held_locks = threading.local()
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: Path, timeout: float | None = None):
+    """Hold the index folder's exclusive build lock (re-entrant within one thread).
+
+    Waits for another build (logging "another build is running; waiting") for at most
+    ``timeout`` seconds (default ``BUILD_LOCK_TIMEOUT``), then raises IndexBusyError. The
+    lock is a ``flock`` on ``<index>/.build.lock``, so it is released by the kernel when its
+    holder dies: a killed build never blocks the next one. On acquiring it, leftovers of
+    dead builds (``.build-*.partial`` folders, temporary ``current`` links) are removed:
+    every writer holds this lock, so none of them can belong to a live build.
+    """
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    key = str(index_dir.resolve())
+    held: set[str] = _held_locks.__dict__.setdefault("dirs", set())
+    if key in held:
+        yield
+        return
+    limit = BUILD_LOCK_TIMEOUT if timeout is None else timeout
+    fd = os.open(index_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + limit
+        waited_since = None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+            if waited_since is None:
+                waited_since = time.monotonic()
+                log.warning(
+                    "another build is running; waiting (up to %.0f s) for it to finish (lock %s held by %s)",
+                    limit, index_dir / LOCK_FILE, _lock_holder(fd),
+                )
+            if time.monotonic() >= deadline:
+                raise IndexBusyError(
+                    f"another build of {index_dir} has been running for over {limit:.0f} s "
+                    f"(lock {index_dir / LOCK_FILE} held by {_lock_holder(fd)}); let it finish or stop it, then run "
+                    "`python -m bot index` again"
+                )
+            time.sleep(_LOCK_POLL_SECONDS)
+        if waited_since is not None:
+            log.warning("the other build finished after %.1f s; building now", time.monotonic() - waited_since)
+        held.add(key)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+            _remove_dead_leftovers(index_dir)
+            yield
+        finally:
+            held.discard(key)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+    except OSError:
+        return "another process"
+
+
+def _remove_dead_leftovers(index_dir: Path) -> None:
+    """Under the build lock: partial folders and temporary links of builds that died."""
+    for path in index_dir.glob(f".{_BUILD_PREFIX}*.partial"):
+        log.info("removing %s, left by a build that did not finish", path.name)
+        shutil.rmtree(path, ignore_errors=True)
+    for path in index_dir.glob(f".{CURRENT_LINK}.*"):
+        if path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _latest_seq(index_dir: Path) -> int:
+    """The highest build_seq handed out in this folder (0 when none): the counter file, or any
+    build's manifest if that is higher (the counter survives damaged or deleted manifests)."""
+    latest = 0
+    with contextlib.suppress(OSError, ValueError):
+        latest = int((index_dir / SEQ_FILE).read_text().strip())
+    for path in index_dir.iterdir():
+        if not path.name.startswith(_BUILD_PREFIX) or not path.is_dir():
+            continue
+        try:
+            seq = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("build_seq", 0)
+            latest = max(latest, int(seq))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return latest
+
+
+def _sha256_file(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _manifest_digest(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def write_index(
@@ -111,76 +339,134 @@ def write_index(
     """Write a complete build beside the old one, then swap ``current`` to it atomically.
 
     ``lexical_texts[i]`` is what BM25 indexes for chunk i (the chunk, maybe with a header).
+    Takes the build lock (re-entrant: ``build_index`` already holds it).
     """
     if not len(chunks) == len(vectors) == len(embed_keys) == len(lexical_texts):
         raise ValueError("chunks, keys and vectors must line up row for row")
-    index_dir.mkdir(parents=True, exist_ok=True)
-    build_id = f"{_BUILD_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    staging = index_dir / f".{build_id}.partial"
-    staging.mkdir()
-    try:
-        manifest = {**manifest, "format_version": FORMAT_VERSION, "build_id": build_id}
-        manifest["chunks_total"] = len(chunks)
-        manifest["articles_total"] = len(articles)
-        faiss.write_index(new_flat_index(vectors, int(manifest["dimension"])), str(staging / "vectors.faiss"))
-        with open(staging / "chunks.jsonl", "w", encoding="utf-8") as out:
-            for chunk, key in zip(chunks, embed_keys):
-                out.write(json.dumps({**chunk.to_dict(), "embed_key": key}, ensure_ascii=False) + "\n")
-        with open(staging / "articles.jsonl", "w", encoding="utf-8") as out:
-            for article in articles:
-                out.write(json.dumps(article.to_dict(), ensure_ascii=False) + "\n")
-        LexicalIndex.build(lexical_texts).save(staging / "lexical")
-        # The manifest goes last: a folder without one is never taken for a build.
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-        final = index_dir / build_id
-        os.rename(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _swap_current(index_dir, build_id)
-    _remove_old_builds(index_dir, keep={build_id})
-    return final
+    with build_lock(index_dir):
+        previous = current_path(index_dir)
+        build_id = f"{_BUILD_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        staging = index_dir / f".{build_id}.partial"
+        staging.mkdir()
+        try:
+            seq = _latest_seq(index_dir) + 1
+            manifest = {
+                **manifest,
+                "format_version": FORMAT_VERSION,
+                "build_id": build_id,
+                "build_seq": seq,
+                "created_at": time.time(),
+            }
+            manifest["chunks_total"] = len(chunks)
+            manifest["articles_total"] = len(articles)
+            faiss.write_index(new_flat_index(vectors, int(manifest["dimension"])), str(staging / "vectors.faiss"))
+            with open(staging / "chunks.jsonl", "w", encoding="utf-8") as out:
+                for chunk, key in zip(chunks, embed_keys):
+                    out.write(json.dumps({**chunk.to_dict(), "embed_key": key}, ensure_ascii=False) + "\n")
+            with open(staging / "articles.jsonl", "w", encoding="utf-8") as out:
+                for article in articles:
+                    out.write(json.dumps(article.to_dict(), ensure_ascii=False) + "\n")
+            LexicalIndex.build(lexical_texts).save(staging / "lexical")
+            # Hash what is on disk (not what we meant to write), and make it durable: a
+            # power cut after the rename must not leave a build whose files are empty.
+            files = {}
+            for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+                _fsync(path)
+                sha, size = _sha256_file(path)
+                files[path.relative_to(staging).as_posix()] = {"sha256": sha, "bytes": size}
+            manifest["files"] = files
+            manifest["manifest_sha256"] = _manifest_digest(manifest)
+            # The manifest goes last: a folder without one is never taken for a build.
+            with open(staging / MANIFEST, "w", encoding="utf-8") as out:
+                out.write(json.dumps(manifest, indent=2, ensure_ascii=False))
+                out.flush()
+                os.fsync(out.fileno())
+            for folder in (staging / "lexical", staging):
+                _fsync(folder)
+            final = index_dir / build_id
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _swap_current(index_dir, build_id)
+        with contextlib.suppress(OSError):
+            (index_dir / SEQ_FILE).write_text(f"{seq}\n")
+        _remove_old_builds(index_dir, keep={build_id} | ({previous.name} if previous else set()))
+        return final
 
 
 def _swap_current(index_dir: Path, build_id: str) -> None:
     tmp_link = index_dir / f".{CURRENT_LINK}.{uuid.uuid4().hex[:8]}"
     os.symlink(build_id, tmp_link)
     os.replace(tmp_link, index_dir / CURRENT_LINK)  # atomic on POSIX
+    with contextlib.suppress(OSError):
+        _fsync(index_dir)
 
 
 def _remove_old_builds(index_dir: Path, keep: set[str]) -> None:
-    """Drop superseded builds and leftovers of crashed ones.
+    """Drop superseded builds (under the build lock).
 
     The build just replaced is kept one generation longer, so a reader that resolved
     ``current`` a moment before the swap can still finish loading it.
     """
-    builds = sorted(p for p in index_dir.iterdir() if p.name.startswith(_BUILD_PREFIX) and p.is_dir())
-    previous = [b for b in builds if b.name not in keep][-1:]
-    for path in builds:
-        if path.name not in keep and path not in previous:
+    for path in index_dir.iterdir():
+        if path.name.startswith(_BUILD_PREFIX) and path.is_dir() and not path.is_symlink() and path.name not in keep:
             shutil.rmtree(path, ignore_errors=True)
-    for path in index_dir.glob(f".{_BUILD_PREFIX}*.partial"):
-        if time.time() - path.stat().st_mtime > 3600:  # surely dead; a live build is younger
-            shutil.rmtree(path, ignore_errors=True)
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def _read_file(folder: Path, name: str) -> bytes:
+    """One file of a build, as bytes (the single place a load reads a build file)."""
+    return (folder / name).read_bytes()
+
+
+def _parse_manifest(folder: Path, index_dir: Path) -> dict:
+    try:
+        raw = _read_file(folder, MANIFEST)
+    except FileNotFoundError:
+        raise IndexIntegrityError(
+            f"index build {folder.name} in {index_dir} has no {MANIFEST}; {_REBUILD}", folder.name, MANIFEST
+        ) from None
+    except OSError as exc:
+        raise IndexIntegrityError(
+            f"cannot read {MANIFEST} of index build {folder.name} in {index_dir} ({exc}); {_REBUILD}", folder.name, MANIFEST
+        ) from exc
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise IndexIntegrityError(
+            f"index build {folder.name} in {index_dir} is damaged: {MANIFEST} is not valid JSON ({exc}); {_REBUILD}",
+            folder.name, MANIFEST,
+        ) from exc
+    if not isinstance(manifest, dict):
+        raise IndexIntegrityError(
+            f"index build {folder.name} in {index_dir} is damaged: {MANIFEST} is not a JSON object; {_REBUILD}",
+            folder.name, MANIFEST,
+        )
+    return manifest
 
 
 def read_manifest(index_dir: Path) -> dict | None:
-    path = current_path(index_dir)
-    if path is None:
+    """The serving build's manifest (not verified: for cheap staleness checks), or None."""
+    folder = resolve_current(index_dir)
+    if folder is None:
         return None
-    try:
-        return json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"cannot read {path}/manifest.json ({exc}); rebuild with `python -m bot index --full`") from exc
+    return _parse_manifest(folder, Path(index_dir))
 
 
-def check_compatible(manifest: dict, expected: dict, index_dir: Path) -> None:
-    """Refuse an index built with other settings, saying what differs and what to run."""
+def check_format(manifest: dict, index_dir: Path) -> None:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatchError(
             f"the index in {index_dir} has format version {manifest.get('format_version')}, this code reads "
             f"{FORMAT_VERSION}; rebuild it with `python -m bot index --full`"
         )
+
+
+def check_compatible(manifest: dict, expected: dict, index_dir: Path) -> None:
+    """Refuse an index built with other settings, saying what differs and what to run."""
+    check_format(manifest, index_dir)
     differences = [
         f"{key}: index has {manifest.get(key)!r}, settings say {value!r}"
         for key, value in expected.items()
@@ -193,33 +479,93 @@ def check_compatible(manifest: dict, expected: dict, index_dir: Path) -> None:
         )
 
 
+class _Verifier:
+    """Reads a build's files and checks each against the size and sha256 in its manifest."""
+
+    def __init__(self, folder: Path, index_dir: Path):
+        self.folder, self.index_dir = folder, index_dir
+        self.build = folder.name
+
+    def fail(self, name: str, what: str) -> IndexIntegrityError:
+        return IndexIntegrityError(
+            f"index build {self.build} in {self.index_dir} failed verification: {name} {what}; "
+            f"the index is damaged, {_REBUILD}",
+            self.build, name,
+        )
+
+    def check_manifest(self, manifest: dict) -> dict[str, dict]:
+        if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+            raise self.fail(MANIFEST, "does not match its recorded hash (it was edited or damaged)")
+        files = manifest.get("files")
+        if not isinstance(files, dict):
+            raise self.fail(MANIFEST, "lists no file checksums")
+        for name, entry in files.items():
+            parts = Path(name).parts
+            if Path(name).is_absolute() or ".." in parts or not isinstance(entry, dict):
+                raise self.fail(MANIFEST, f"has an invalid file entry {name!r}")
+        for name in _REQUIRED_FILES:
+            if name not in files:
+                raise self.fail(MANIFEST, f"does not list {name}")
+        return files
+
+    def read(self, name: str, entry: dict) -> bytes:
+        try:
+            data = _read_file(self.folder, name)
+        except FileNotFoundError:
+            raise self.fail(name, "is missing") from None
+        except OSError as exc:
+            raise self.fail(name, f"cannot be read ({exc})") from exc
+        self.check(name, entry, data)
+        return data
+
+    def check(self, name: str, entry: dict, data: bytes) -> None:
+        if len(data) != entry.get("bytes"):
+            raise self.fail(name, f"has {len(data)} bytes, the manifest recorded {entry.get('bytes')} (truncated or changed)")
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise self.fail(name, "does not match its sha256 checksum (changed, reordered or corrupted)")
+
+
 def load_index(index_dir: Path, expected: dict | None = None) -> StoredIndex:
-    """Load the serving build; ``expected`` manifest entries must match (model, chunking...)."""
-    path = current_path(index_dir)
-    if path is None:
+    """Load the serving build; ``expected`` manifest entries must match (model, chunking...).
+
+    ``current`` is resolved once: the manifest, the data and the returned ``path`` all come
+    from that one build folder, even if a rebuild swaps ``current`` meanwhile. Every file is
+    checked against its manifest checksum before it is used.
+    """
+    index_dir = Path(index_dir)
+    folder = resolve_current(index_dir)
+    if folder is None:
         raise IndexMissingError(f"no index in {index_dir}/; build it with `python -m bot index`")
-    manifest = read_manifest(index_dir)
+    manifest = _parse_manifest(folder, index_dir)
+    check_format(manifest, index_dir)
     if expected:
         check_compatible(manifest, expected, index_dir)
+    verifier = _Verifier(folder, index_dir)
+    files = verifier.check_manifest(manifest)
+    # Lexical files are read by bm25s itself: verify them first, then let it read them.
+    for name, entry in files.items():
+        if name not in ("vectors.faiss", "chunks.jsonl", "articles.jsonl"):
+            verifier.read(name, entry)
+    articles_bytes = verifier.read("articles.jsonl", files["articles.jsonl"])
+    chunks_bytes = verifier.read("chunks.jsonl", files["chunks.jsonl"])
+    vectors_bytes = verifier.read("vectors.faiss", files["vectors.faiss"])
     try:
         articles = {}
-        with open(path / "articles.jsonl", encoding="utf-8") as lines:
-            for line in lines:
-                article = Article.from_dict(json.loads(line))
-                articles[article.article_id] = article
+        for line in articles_bytes.decode("utf-8").splitlines():
+            article = Article.from_dict(json.loads(line))
+            articles[article.article_id] = article
         chunks, keys = [], []
-        with open(path / "chunks.jsonl", encoding="utf-8") as lines:
-            for line in lines:
-                record = json.loads(line)
-                keys.append(record.pop("embed_key"))
-                chunks.append(Chunk.from_dict(record))
-        vectors = faiss.read_index(str(path / "vectors.faiss"))
-        lexical = LexicalIndex.load(path / "lexical")
+        for line in chunks_bytes.decode("utf-8").splitlines():
+            record = json.loads(line)
+            keys.append(record.pop("embed_key"))
+            chunks.append(Chunk.from_dict(record))
+        vectors = faiss.deserialize_index(np.frombuffer(vectors_bytes, dtype=np.uint8))
+        lexical = LexicalIndex.load(folder / "lexical")
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise IndexCorruptError(f"the index in {path} is damaged ({exc}); rebuild it with `python -m bot index --full`") from exc
+        raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
     if not (vectors.ntotal == len(chunks) == lexical.size):
         raise IndexCorruptError(
-            f"the index in {path} is inconsistent ({vectors.ntotal} vectors, {len(chunks)} chunks, "
-            f"{lexical.size} lexical documents); rebuild it with `python -m bot index --full`"
+            f"the index in {folder} is inconsistent ({vectors.ntotal} vectors, {len(chunks)} chunks, "
+            f"{lexical.size} lexical documents); {_REBUILD}"
         )
-    return StoredIndex(manifest, articles, chunks, keys, vectors, lexical, path)
+    return StoredIndex(manifest, articles, chunks, keys, vectors, lexical, folder)
