@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("start", parents=[common], help="update the index, then serve Telegram if a token is set, else open the chat")
 
     evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
-    evaluate.add_argument("suite", choices=["seed", "multihop", "build"], help="seed gold set, MultiHop-RAG, or build throughput")
+    evaluate.add_argument(
+        "suite", choices=["seed", "multihop", "build", "conversation"],
+        help="seed gold set, MultiHop-RAG, build throughput, or the conversation gold set (answers a reader meets)",
+    )
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="test", help="MultiHop-RAG questions to score")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--benchmark-dir", type=Path, help="MultiHop-RAG folder (default: ../shared/benchmarks/multihop-rag)")
@@ -132,30 +135,62 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+CHAT_HELP = """Ask about the articles in plain words: English, Roman Urdu or Urdu.
+Follow up with "and what about Kamal?", "when was that?" or "why?": I say how I read it.
+Commands: /help this text, /sources the articles, /more more passages, /reset start over, /quit leave."""
+
+
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    """The console chat: the same conversation as Telegram (QuestionAnswerer.reply)."""
     try:
         import readline  # noqa: F401  (arrow-key history for input())
     except ImportError:
         pass
+    from bot.dialogue import Conversation
+
     answerer = _answerer(settings)
     summary = answerer.summary()
-    print(f"Ask about {summary.articles} articles ({', '.join(summary.sources) or 'outlets unknown'}). Ctrl-D to leave.")
+    print(f"Ask about {summary.articles} articles ({', '.join(summary.sources) or 'outlets unknown'}). /help for help, Ctrl-D to leave.")
     filters = filters_from_args(args)
-    previous = None
+    conversation = Conversation()
     while True:
         try:
-            question = input("\nYou: ").strip()
+            message = input("\nYou: ").strip()
         except EOFError:
             print()
             return 0
-        if not question:
+        if not message:
             continue
-        if question.lower() in {"/quit", "/exit", "quit", "exit"}:
+        if message.lower() in {"/quit", "/exit", "quit", "exit"}:
             return 0
-        answer = answerer.ask(question, args.top_k, filters=filters, previous_question=previous)
-        print("\n" + answer_to_text(answer))
-        if answer.found:
-            previous = answer.retrieval_query or question
+        try:
+            if answerer.reload_if_changed():  # an index rebuilt meanwhile, as the bot does
+                print(f"(switched to the rebuilt index {answerer.build_id})")
+        except BotError as exc:
+            print(f"(a rebuilt index could not be loaded, still using the previous one: {exc})")
+        reply = answerer.reply(conversation, message, top_k=args.top_k, filters=filters)
+        print()
+        print(_chat_reply_text(reply, answerer))
+
+
+def _chat_reply_text(reply, answerer) -> str:
+    from bot.formatting import NOTHING_TO_CONTINUE, RESET_REPLY
+
+    if reply.kind == "answer":
+        return answer_to_text(reply.answer)
+    if reply.kind != "command":
+        return reply.text or ""
+    if reply.command in ("help", "start"):
+        return CHAT_HELP
+    if reply.command == "sources":
+        return "\n".join(f"{n:3}. {' · '.join(citation_parts(a))}" for n, a in enumerate(answerer.articles(), 1))
+    if reply.command == "reset":
+        return RESET_REPLY
+    if reply.answer is None:
+        return NOTHING_TO_CONTINUE
+    if not reply.answer.passages:
+        return "There are no more passages about this."
+    return answer_to_text(reply.answer, lead=False)
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:

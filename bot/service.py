@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from bot.answering import AnswerComposer, AnswerParams, looks_like_follow_up
+from bot import dialogue
+from bot.answering import AnswerComposer, AnswerParams
 from bot.config import Settings
+from bot.dialogue import Classified, Conversation, Turn
 from bot.embedding import Embedder, load_embedder
+from bot.errors import BotError
+from bot.formatting import NOISE_REPLY, small_talk_reply
 from bot.indexing import BuildReport, build_index, index_identity
+from bot.language import ENGLISH, not_understood_reply, understand
+from bot.names import Vocabulary, expand_names, name_words
 from bot.retrieval import Filters, RetrievalParams, Retriever
 from bot.store import StoredIndex, current_build_id, load_index
 from bot.types import Answer, Article
 
 log = logging.getLogger(__name__)
 
+# The articles of the hits ranked just below the shown ones may hold the lead too (the
+# answering sentence of an article whose best chunk ranked 5th). Measured on the
+# conversation gold set: see README, "Asking".
+LEAD_POOL = 3
 MAX_QUESTION_CHARS = 1000  # longer input is cut: nobody types more, and it would dilute the search
 
 
@@ -29,6 +39,31 @@ MAX_QUESTION_CHARS = 1000  # longer input is cut: nobody types more, and it woul
 class _Serving:
     index: StoredIndex
     retriever: Retriever
+    vocabulary: Vocabulary = field(compare=False)
+
+
+def corpus_vocabulary(index: StoredIndex) -> Vocabulary:
+    """Every word the articles use, titles and outlets included (names are matched against it)."""
+    texts = []
+    for article in index.articles.values():
+        texts.extend(t for t in (article.title, article.source, article.text) if t)
+    return Vocabulary(texts)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to say to one message: an answer, or a short reply of another kind.
+
+    ``kind``: "answer" (``answer`` is set), "small_talk", "noise" or "not_understood" (``text``
+    says it), or "command" (``command`` names it: help, sources, start are the edge's to
+    render; reset has been done; more carries the next passages in ``answer``).
+    """
+
+    kind: str
+    text: str | None = None
+    answer: Answer | None = None
+    command: str | None = None
+    classified: Classified | None = None
 
 
 @dataclass(frozen=True)
@@ -46,16 +81,27 @@ class QuestionAnswerer:
         self.settings = settings
         self.embedder = embedder or load_embedder(settings.embedding_model, settings.embedding_batch_size)
         self.retrieval_params = retrieval or RetrievalParams()
-        self.composer = AnswerComposer(self.embedder, AnswerParams(found_threshold=settings.found_threshold))
+        self.composer = AnswerComposer(AnswerParams(found_threshold=settings.found_threshold))
         self._serving: _Serving | None = None
         self._rebuild_lock = threading.Lock()
+        self._swap_lock = threading.Lock()
+        self._passed_over: str | None = None  # a build on disk that failed to load or was older
 
     # -- index lifecycle -----------------------------------------------------------
 
     def load(self) -> QuestionAnswerer:
-        """Load the serving index (raises IndexMissingError / IndexMismatchError with what to run)."""
+        """Load the serving index (raises IndexMissingError / IndexMismatchError with what to run).
+
+        Loading happens outside any lock; the swap happens under one, and never replaces a
+        newer build (by build sequence) with an older one: /reindex and the watcher may race.
+        """
         index = load_index(self.settings.index_dir, index_identity(self.settings, self.embedder))
-        self._serving = _Serving(index, Retriever(index, self.embedder, self.retrieval_params))
+        serving = _Serving(index, Retriever(index, self.embedder, self.retrieval_params), corpus_vocabulary(index))
+        with self._swap_lock:
+            if self._serving is not None and not index.supersedes(self._serving.index):
+                log.info("loaded %s but %s is newer; keeping it", index.build_id, self._serving.index.build_id)
+                return self
+            self._serving = serving
         log.info("serving index %s: %d articles, %d chunks", index.build_id, len(index.articles), len(index.chunks))
         return self
 
@@ -70,11 +116,23 @@ class QuestionAnswerer:
         return self.serving.index.build_id
 
     def reload_if_changed(self) -> bool:
-        """Switch to an index rebuilt by another process (``python -m bot index``)."""
+        """Switch to an index rebuilt by another process (``python -m bot index``).
+
+        A build that fails to load (damaged) or is older than the one serving is remembered
+        and not read again on every poll, until ``current`` points elsewhere.
+        """
         on_disk = current_build_id(self.settings.index_dir)
-        if on_disk is None or (self._serving is not None and on_disk == self._serving.index.build_id):
+        before = self._serving
+        if on_disk is None or on_disk == self._passed_over or (before is not None and on_disk == before.index.build_id):
             return False
-        self.load()
+        try:
+            self.load()
+        except BotError:
+            self._passed_over = on_disk
+            raise
+        if self._serving is before:
+            self._passed_over = on_disk
+            return False
         return True
 
     def rebuild(self, full: bool = False, progress: bool | None = False) -> BuildReport:
@@ -83,6 +141,50 @@ class QuestionAnswerer:
             report = build_index(self.settings, self.embedder, full=full, progress=progress)
             self.load()
             return report
+
+    # -- conversation ----------------------------------------------------------------
+
+    def reply(self, conversation: Conversation, message: str, *, top_k: int | None = None, filters: Filters | None = None,
+              context: Turn | None = None) -> Reply:
+        """One message of a conversation, classified and answered: what the bot, the console
+        chat and ``eval conversation`` all call. ``context``: the turn a Telegram reply
+        answers to, instead of the conversation's last one."""
+        message = " ".join(message.split())[:MAX_QUESTION_CHARS]
+        previous = context or conversation.context()
+        classified = dialogue.classify(message, has_context=previous is not None)
+        if classified.kind == dialogue.SMALL_TALK:
+            return Reply("small_talk", small_talk_reply(classified.small_talk, self.settings.example_questions[0]), classified=classified)
+        if classified.kind == dialogue.NOISE:
+            return Reply("noise", NOISE_REPLY.format(example=self.settings.example_questions[0]), classified=classified)
+        if classified.kind == dialogue.COMMAND:
+            if classified.command == "reset":
+                conversation.reset()
+            if classified.command == "more":
+                return Reply("command", command="more", answer=self.more(conversation, top_k, filters), classified=classified)
+            return Reply("command", command=classified.command, classified=classified)
+        understood = understand(classified.text, self.serving.vocabulary)
+        if not understood.text:
+            return Reply("not_understood", not_understood_reply(understood), classified=classified)
+        question, note, near, focus = understood.text, None, None, None
+        # A translated question is classified again: "aur Farooq Sattar?" is "and Farooq Sattar?".
+        if previous is not None and (classified.kind == dialogue.FOLLOW_UP or (understood.language != ENGLISH and dialogue.looks_like_follow_up(question))):
+            resolved = dialogue.resolve(question, previous)
+            question, note, near, focus = resolved.question, resolved.note, previous.lead_at, resolved.focus
+        answer = self.ask(question, top_k, filters=filters, near=near, focus=focus)
+        answer = replace(answer, question=message, context_note=note, language=understood.language)
+        if answer.found:
+            lead_article = next(p.article.article_id for p in answer.passages if p.rank == answer.best_passage_rank)
+            conversation.remember(Turn(question, answer.best_sentence, len(answer.passages), understood.language, (lead_article, answer.lead_start)))
+        return Reply("answer", answer=answer, classified=classified)
+
+    def more(self, conversation: Conversation, top_k: int | None = None, filters: Filters | None = None) -> Answer | None:
+        """The next passages about the conversation's last answered question (None: nothing asked yet)."""
+        turn = conversation.context()
+        if turn is None:
+            return None
+        answer = self.ask(turn.question, top_k, offset=turn.shown, filters=filters, all_passages=True)
+        conversation.showed_more(len(answer.passages))
+        return answer
 
     # -- questions -----------------------------------------------------------------
 
@@ -93,34 +195,53 @@ class QuestionAnswerer:
         *,
         offset: int = 0,
         filters: Filters | None = None,
-        previous_question: str | None = None,
-        force_context: bool = False,
+        near: tuple[str, int] | None = None,
+        focus: str | None = None,
+        all_passages: bool = False,
     ) -> Answer:
-        """Answer one question. ``offset`` skips passages already shown ("More sources").
+        """Answer one question on its own (English, Roman Urdu or Urdu script).
 
-        With ``previous_question``, a question that reads like a follow-up (or any question
-        when ``force_context``, e.g. a reply to the bot's answer) is searched together
-        with the previous one.
+        ``offset`` skips passages already shown ("More sources"), which are then all shown
+        (``all_passages``); ``near``: where the previous answer's lead stands (a follow-up looks nearby);
+        ``focus``: what a "what about X?" follow-up is about (the lead must name it).
         """
         question = " ".join(question.split())[:MAX_QUESTION_CHARS]
         serving = self.serving
+        understood = understand(question, serving.vocabulary)
+        if not understood.text:
+            return Answer(question, False, language=understood.language, understood=False)
+        english = understood.text
+        search_text, corrected = expand_names(english, serving.vocabulary)
+        vocabulary = serving.vocabulary
+        unknown = tuple(
+            w for w in name_words(english)
+            if len(w) > 2 and not vocabulary.knows(w) and not vocabulary.variants(w) and not vocabulary.spelled_out(w)
+        ) + understood.unknown  # fmt: skip
         k = top_k or self.settings.top_k
-        query = question
-        if previous_question and (force_context or looks_like_follow_up(question)):
-            query = f"{previous_question} {question}"
-        vector = serving.retriever.embed_query(query)
-        ranked = serving.retriever.search(query, offset + k, filters, vector, page=k)
-        return self.composer.compose(
-            question,
-            ranked[offset:],
+        vector = serving.retriever.embed_query(search_text)
+        pool = 0 if (all_passages or offset) else LEAD_POOL
+        ranked = serving.retriever.search(search_text, offset + k + pool, filters, vector, page=k)
+        answer = self.composer.compose(
+            corrected,
+            ranked[offset : offset + k],
             serving.index.articles,
-            vector,
             first_rank=offset + 1,
-            retrieval_query=query,
+            retrieval_query=search_text,
             filters=(filters or Filters()).to_dict(),
             term_weight=serving.index.lexical.idf,
             shown=ranked[:offset],
+            near=near,
+            focus=focus,
+            all_passages=all_passages or offset > 0,
+            acronyms=serving.vocabulary.acronyms,
+            lead_pool=ranked[offset + k :],
         )
+        answer = replace(answer, question=question, language=understood.language, unknown_names=unknown)
+        if unknown and answer.found and offset == 0:
+            # A question about someone or something no article mentions is not answered by
+            # quotes about something else ("the Green Line fares").
+            answer = replace(answer, found=False)
+        return answer
 
     # -- what the corpus holds -----------------------------------------------------
 

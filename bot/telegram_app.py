@@ -43,9 +43,19 @@ from telegram.ext import (
 )
 
 from bot.config import Settings
+from bot.dialogue import FOLLOW_UP, QUESTION, SMALL_TALK, Conversations, classify
 from bot.errors import BotError, ConfigError
+from bot.formatting import NOTHING_TO_CONTINUE, RESET_REPLY
 from bot.service import QuestionAnswerer
-from bot.telegram_html import escape, plain_text, render_answer, render_full_passage, render_more, render_sources_page
+from bot.telegram_html import (
+    escape,
+    plain_text,
+    render_answer,
+    render_full_passage,
+    render_more,
+    render_reply,
+    render_sources_page,
+)
 from bot.types import Answer, Passage
 
 log = logging.getLogger(__name__)
@@ -57,6 +67,8 @@ COMMANDS = (
     ("help", "How to ask and what the citations mean"),
     ("sources", "The articles I answer from"),
     ("ask", "Ask a question (in groups: /ask your question)"),
+    ("more", "More passages about the last answer"),
+    ("reset", "Start over: forget the previous questions"),
     ("reindex", "Admins: update the index from the corpus"),
 )
 NON_TEXT_REPLY = "I can only read text questions. Ask me something about the articles, for example: “{example}”"
@@ -123,9 +135,7 @@ class QuestionRateLimiter:
 class AnswerState:
     """What the buttons under one answer need, kept in memory under a short key."""
 
-    question: str
-    previous_question: str | None
-    force_context: bool
+    question: str  # the question as answered (a follow-up resolved, Urdu read as English)
     shown: int
     passages: dict[int, Passage] = field(default_factory=dict)
 
@@ -135,9 +145,9 @@ class BotState:
     settings: Settings
     answerer: QuestionAnswerer
     rate_limiter: QuestionRateLimiter
-    # chat id -> last question searched (follow-ups); bounded in chats and in age
-    chat_memory: BoundedDict = field(default_factory=lambda: BoundedDict(5_000, max_age=30 * 60))
-    # (chat id, bot message id) -> question it answered (a reply to it is a follow-up)
+    # one conversation per private chat (per member in groups): follow-ups, "more", /reset
+    conversations: Conversations = field(default_factory=Conversations)
+    # (chat id, bot message id) -> the turn it answered (a reply to it is a follow-up)
     answered_messages: BoundedDict = field(default_factory=lambda: BoundedDict(20_000, max_age=24 * 3600))
     answers: BoundedDict = field(default_factory=lambda: BoundedDict(5_000, max_age=24 * 3600))
     refused: BoundedDict = field(default_factory=lambda: BoundedDict(10_000))
@@ -298,47 +308,85 @@ async def _ack(context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery, text: s
 # -- questions ----------------------------------------------------------------------------
 
 
+def _conversation_key(update: Update):
+    """Private chats have one conversation; in a group each member has their own."""
+    chat, user = update.effective_chat, update.effective_user
+    return chat.id if chat.type == ChatType.PRIVATE or user is None else (chat.id, user.id)
+
+
 async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, question: str) -> None:
-    """Answer one question in the chat it came from: typing, core in a thread, HTML reply."""
+    """Answer one message in the chat it came from: classified, typing, core in a thread, HTML reply."""
     state = _state(context)
     message = update.effective_message
     chat = update.effective_chat
     user = update.effective_user
-    if not re.search(r"\w", question):
+    if not re.search(r"\w", question) and classify(question).kind != SMALL_TALK:
         await context.bot.send_message(chat.id, EMPTY_REPLY.format(example=_example(context)))
         return
-    wait = state.rate_limiter.wait_seconds(user.id if user else chat.id)
-    if wait:
-        await context.bot.send_message(chat.id, f"You are asking faster than I can keep up: please wait {wait} seconds.")
-        return
+    if classify(question).kind in (QUESTION, FOLLOW_UP):  # small talk and commands cost nothing
+        wait = state.rate_limiter.wait_seconds(user.id if user else chat.id)
+        if wait:
+            await context.bot.send_message(chat.id, f"You are asking faster than I can keep up: please wait {wait} seconds.")
+            return
 
-    previous, force = None, False
+    conversation = state.conversations.of(_conversation_key(update))
+    replied_turn = None
     replied = message.reply_to_message if isinstance(message, Message) else None
     if replied and replied.from_user and replied.from_user.id == context.bot.id:
-        previous = state.answered_messages.fetch((chat.id, replied.message_id))
-        force = previous is not None
-    elif chat.type == ChatType.PRIVATE:
-        previous = state.chat_memory.fetch(chat.id)
+        replied_turn = state.answered_messages.fetch((chat.id, replied.message_id))
 
     async with typing(context, chat.id):
-        answer = await asyncio.to_thread(
-            state.answerer.ask, question, state.settings.top_k, previous_question=previous, force_context=force
-        )
-    key = secrets.token_urlsafe(6)
+        reply = await asyncio.to_thread(state.answerer.reply, conversation, question, top_k=state.settings.top_k, context=replied_turn)
     # In groups the answer quotes the question (several people may be asking); a button's
     # message may be inaccessible (older than 48 h), then there is nothing to quote.
     quote = message.message_id if chat.type != ChatType.PRIVATE and isinstance(message, Message) else None
-    if not answer.found:
-        await _send_parts(context, chat.id, render_answer(answer), None, quote)
+    if reply.kind == "command":
+        await _run_command(update, context, reply)
         return
-    state.answers.put(
-        key,
-        AnswerState(question, previous, force, len(answer.passages), {p.rank: p for p in answer.passages}),
-    )
-    sent = await _send_parts(context, chat.id, render_answer(answer), _keyboard(key, answer, more=True), quote)
-    searched = answer.retrieval_query or question
-    state.answered_messages.put((chat.id, sent.message_id), searched)
-    state.chat_memory.put(chat.id, searched)
+    if reply.answer is None:
+        await _send_parts(context, chat.id, render_reply(reply), None, quote)
+        return
+    await _send_answer(context, chat.id, reply.answer, quote, conversation)
+
+
+async def _send_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer: Answer, quote: int | None, conversation) -> None:
+    """An answer with its buttons; remembered so that a reply to it continues its topic."""
+    state = _state(context)
+    if not answer.found:
+        await _send_parts(context, chat_id, render_answer(answer), None, quote)
+        return
+    key = secrets.token_urlsafe(6)
+    turn = conversation.context()
+    state.answers.put(key, AnswerState(turn.question if turn else answer.question, len(answer.passages), {p.rank: p for p in answer.passages}))
+    sent = await _send_parts(context, chat_id, render_answer(answer), _keyboard(key, answer, more=True), quote)
+    if turn is not None:
+        state.answered_messages.put((chat_id, sent.message_id), turn)
+
+
+async def _run_command(update: Update, context: ContextTypes.DEFAULT_TYPE, reply) -> None:
+    """A command typed in words ("more", "start over", "sources"), as its slash twin does it."""
+    chat_id = update.effective_chat.id
+    if reply.command == "help":
+        await help_command(update, context)
+    elif reply.command == "sources":
+        await sources_command(update, context)
+    elif reply.command == "start":
+        await start(update, context)
+    elif reply.command == "reset":
+        await context.bot.send_message(chat_id, RESET_REPLY)
+    elif reply.command == "more":
+        answer = reply.answer
+        if answer is None:
+            await context.bot.send_message(chat_id, NOTHING_TO_CONTINUE)
+        elif not answer.passages:
+            await context.bot.send_message(chat_id, "There are no more passages about this.")
+        else:  # the same message, with the same buttons, as a press of "More sources"
+            state = _state(context)
+            turn = state.conversations.of(_conversation_key(update)).context()
+            key = secrets.token_urlsafe(6)
+            state.answers.put(key, AnswerState(turn.question, turn.shown, {p.rank: p for p in answer.passages}))
+            more = len(answer.passages) == state.settings.top_k
+            await _send_parts(context, chat_id, render_more(answer), _keyboard(key, answer, more), None)
 
 
 def _mentions_bot(message: Message, username: str) -> bool:
@@ -374,6 +422,21 @@ async def ask_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await update.effective_message.reply_text(f"Usage: /ask your question, for example /ask {_example(context)}")
         return
     await answer_question(update, context, question)
+
+
+async def reset_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/reset (or /new): forget this conversation's context."""
+    if not await _allowed(update, context):
+        return
+    _state(context).conversations.of(_conversation_key(update)).reset()
+    await update.effective_message.reply_text(RESET_REPLY)
+
+
+async def more_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/more: the next passages about the last question answered in this conversation."""
+    if not await _allowed(update, context):
+        return
+    await answer_question(update, context, "/more")
 
 
 async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -431,7 +494,11 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         "<b>What the answer shows</b>\nThe sentence that best answers you, then the passages it comes from, quoted. "
         "[1], [2]... point to the Sources list: title (a link when known), outlet and date. "
         "<i>Full [n]</i> shows the whole passage, <i>Open [n]</i> the article, <i>More sources</i> the next passages.\n\n"
-        "<b>Commands</b>\n/start what I know about\n/sources the articles\n/ask a question\n/help this message"
+        "<b>Conversation</b>\nFollow-ups are read with your previous question, and I show how I read them. "
+        "<i>more</i> (or /more) shows further passages; /reset (or /new) starts over. "
+        "Questions in Roman Urdu and Urdu work too. When my articles are older than what you ask about, I say so.\n\n"
+        "<b>Commands</b>\n/start what I know about\n/sources the articles\n/ask a question\n/more more passages\n"
+        "/reset start over\n/help this message"
     )
     await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML)
 
@@ -535,12 +602,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _ack(context, query)
     async with typing(context, chat_id):
         answer = await asyncio.to_thread(
-            state.answerer.ask,
-            answer_state.question,
-            state.settings.top_k,
-            offset=answer_state.shown,
-            previous_question=answer_state.previous_question,
-            force_context=answer_state.force_context,
+            state.answerer.ask, answer_state.question, state.settings.top_k, offset=answer_state.shown, all_passages=True
         )
     if not answer.passages:
         await context.bot.send_message(chat_id, "There are no more passages about this.")
@@ -618,6 +680,8 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     app.add_handler(CommandHandler("help", help_command))
     app.add_handler(CommandHandler("sources", sources_command))
     app.add_handler(CommandHandler("ask", ask_command))
+    app.add_handler(CommandHandler(["reset", "new"], reset_command))
+    app.add_handler(CommandHandler("more", more_command))
     app.add_handler(CommandHandler("reindex", reindex_command))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED, on_edited))

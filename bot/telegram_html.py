@@ -15,11 +15,15 @@ import html
 import re
 from dataclasses import dataclass
 
-from bot.formatting import NOT_FOUND, citation_parts
+from bot.formatting import citation_parts, grouped_sources, not_found_text
 from bot.types import Answer, Article, Passage
 
 MESSAGE_LIMIT = 4096
 TITLE_LIMIT = 200
+TELEGRAM_NOT_FOUND_HINT = "Try other names or spellings, or a more specific question. /sources lists the articles I know."
+# Quotes longer than this go in an expandable blockquote: a phone shows its first lines and
+# a tap opens the rest.
+EXPANDABLE_QUOTE_CHARS = 300
 _TAG = re.compile(r"<[^>]+>")
 
 
@@ -108,25 +112,39 @@ def _cut_point(text: str, room: int) -> int:
 
 def source_line(passage: Passage) -> str:
     """``[n] Title (linked when known) — outlet, date``, escaped."""
-    article = passage.article
+    return article_line([passage.rank], passage.article)
+
+
+def article_line(ranks: list[int], article: Article) -> str:
+    """``[1][3] Title (linked when known) — outlet, date``, escaped: one line per article."""
     title = escape(_clip(article.title, TITLE_LIMIT))  # a title is one line, but a corpus may say otherwise
     if article.url and article.url.startswith(("http://", "https://")):
         title = f'<a href="{escape(article.url)}">{title}</a>'
     details = ", ".join(escape(p) for p in citation_parts(article)[1:] if p != article.url)
-    return f"[{passage.rank}] {title}" + (f" — {details}" if details else "")
+    return "".join(f"[{r}]" for r in ranks) + f" {title}" + (f" — {details}" if details else "")
+
+
+def _quote_block(passage: Passage) -> Block:
+    text = _one_line(passage.text)
+    opening = "<blockquote expandable>" if len(text) > EXPANDABLE_QUOTE_CHARS else "<blockquote>"
+    return Block(f"[{passage.rank}] {text}", opening, "</blockquote>")
 
 
 def answer_blocks(answer: Answer, *, lead: bool = True) -> list[Block]:
-    """Lead sentence and quoted passages, then the Sources heading and one line per source."""
+    """Notes, the lead sentence with its citation, the quotes, then each source article once."""
     blocks: list[Block] = []
+    if lead and answer.context_note:
+        blocks.append(Block(answer.context_note, "<i>", "</i>"))
+    if lead and answer.coverage_note:
+        blocks.append(Block(answer.coverage_note, "<b>", "</b>"))
     if lead and answer.best_sentence:
-        blocks.append(Block(f"{escape(answer.best_sentence)} <b>[{answer.best_passage_rank}]</b>\n", raw=True)
-                      if telegram_length(answer.best_sentence) < 1000 else Block(answer.best_sentence + "\n"))
-    for passage in answer.passages:
-        blocks.append(Block(f"[{passage.rank}] {_one_line(passage.text)}", "<blockquote>", "</blockquote>"))
-    blocks.append(Block("\n<b>Sources</b>", raw=True))
-    for passage in answer.passages:
-        blocks.append(Block(source_line(passage), raw=True))
+        sentence = _one_line(answer.best_sentence)
+        blocks.append(Block(f"{escape(sentence)} <b>[{answer.best_passage_rank}]</b>", raw=True)
+                      if telegram_length(sentence) < 1000 else Block(f"{sentence} [{answer.best_passage_rank}]"))
+    blocks.extend(_quote_block(passage) for passage in answer.passages)
+    blocks.append(Block("<b>Sources</b>", raw=True))
+    for ranks, article in grouped_sources(answer.passages):
+        blocks.append(Block(article_line(ranks, article), raw=True))
     return blocks
 
 
@@ -137,6 +155,13 @@ def render_answer(answer: Answer, *, lead: bool = True) -> list[str]:
     return _pack_answer(answer_blocks(answer, lead=lead))
 
 
+def render_reply(reply) -> list[str]:
+    """A ``service.Reply`` as HTML messages: an answer, or a short reply in plain words."""
+    if reply.answer is not None:
+        return render_answer(reply.answer)
+    return [escape(reply.text or "")]
+
+
 def render_more(answer: Answer) -> list[str]:
     """Further passages for "More sources": shown as passages, without a lead sentence."""
     return _pack_answer(answer_blocks(answer, lead=False))
@@ -144,7 +169,7 @@ def render_more(answer: Answer) -> list[str]:
 
 def _pack_answer(blocks: list[Block]) -> list[str]:
     """Like ``pack``, but the Sources list is kept in one message whenever it fits in one."""
-    split = next((i for i, b in enumerate(blocks) if b.raw and b.text == "\n<b>Sources</b>"), len(blocks))
+    split = next((i for i, b in enumerate(blocks) if b.raw and b.text == "<b>Sources</b>"), len(blocks))
     messages, sources = pack(blocks[:split]), pack(blocks[split:])
     if len(sources) == 1 and messages and parsed_length(f"{messages[-1]}\n{sources[0]}") > MESSAGE_LIMIT:
         return messages + sources  # whole, in a message of its own
@@ -152,13 +177,14 @@ def _pack_answer(blocks: list[Block]) -> list[str]:
 
 
 def render_not_found(answer: Answer) -> str:
+    if not answer.understood:
+        from bot.language import Understood, not_understood_reply
+
+        return escape(not_understood_reply(Understood(answer.language, "", answer.language)))
     filters = ""
     if answer.filters:
         filters = " (with the filters " + escape(", ".join(f"{k}={v}" for k, v in answer.filters.items())) + ")"
-    return (
-        f"{escape(NOT_FOUND)}{filters}\n"
-        "Try other names or spellings, or a more specific question. /sources lists the articles I know."
-    )
+    return f"{escape(not_found_text(answer))}{filters}\n{escape(TELEGRAM_NOT_FOUND_HINT)}"
 
 
 def render_full_passage(passage: Passage, start: int, end: int) -> list[str]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-__all__ = ["ABBREVIATIONS", "grow_window", "paragraph_spans", "sentence_spans"]
+__all__ = ["ABBREVIATIONS", "grow_window", "is_boilerplate", "paragraph_spans", "sentence_spans"]
 
 # A blank line (possibly holding spaces/tabs/\r) separates paragraphs. One or more
 # such lines in a row form one break.
@@ -209,3 +209,23 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and text[end - 1].isspace():
         end -= 1
     return start, end
+
+
+# Lines around an article that are not its reporting: captions and image credits, bylines,
+# "Published in ..." lines, comment-form text, datelines standing alone. Never a lead or a quote.
+_BOILERPLATE = re.compile(
+    r"^(?:header\s+image|photo|image|caption|file\s+photo|picture|illustration|video)\s*[:|]|"
+    r"^published\s+in\b|^first\s+published\b|^leave\s+a\s+(?:comment|reply)\b|^your\s+email\s+address\b|"
+    r"required\s+fields\s+are\s+marked|^the\s+writer\s+is\b|^the\s+writers?\s+(?:are|is)\s+(?:a|an)\b|"
+    r"^(?:follow|subscribe|click\s+here|read\s+more|also\s+read|related|share\s+this|copyright|all\s+rights\s+reserved)\b|"
+    r"(?-i:^By\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,3}\s*$)|(?-i:^[A-Z][A-Z .]{2,30}:\s*$)|^[—–-]\s*\S",
+    re.IGNORECASE,
+)
+# "... | AFP", "... | Facebook/MQM", "... | Reuters": a picture's credit at the end of its caption.
+_CREDIT = re.compile(r"\s\|\s*[\w/ .@&-]{1,40}$")
+
+
+def is_boilerplate(sentence: str) -> bool:
+    """Whether a sentence is page furniture (caption, credit, byline, "Published in ...")."""
+    text = " ".join(sentence.split())
+    return bool(_BOILERPLATE.search(text) or _CREDIT.search(text))

@@ -94,3 +94,10 @@ class Answer:
     best_passage_rank: int | None = None  # which passage the best sentence is quoted from
     retrieval_query: str | None = None  # what was searched, when it differs (follow-ups)
     filters: dict = field(default_factory=dict)  # outlet/date constraints that were applied
+    coverage_note: str | None = None  # said first when the articles are too old to know the answer
+    context_note: str | None = None  # how a follow-up was read ("Reading this as: ...")
+    language: str = "en"  # the language the question was asked in (en, roman_ur, ur)
+    unknown_names: tuple[str, ...] = ()  # names in the question that no article mentions
+    understood: bool = True  # False: a language or script we cannot read
+    lead_start: int | None = None  # where the lead sentence starts in its passage's article
+    confidence: float | None = None  # what the not-found decision read (see AnswerComposer.confidence)

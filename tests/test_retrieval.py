@@ -464,7 +464,9 @@ def test_multihop_harness_end_to_end(tmp_path, capsys):
     settings = make_settings(tmp_path, tmp_path / "unused")
     embedder = FakeEmbedder()
     report = eval_multihop(settings, folder, "all", bench_root=tmp_path / "bench", embedder=embedder)
-    assert (tmp_path / "bench" / "corpus" / "corpus_train.json").is_symlink()
+    # a local cache, not a link: the corpus reader follows no link out of its folder
+    cached = tmp_path / "bench" / "corpus" / "corpus_train.json"
+    assert not cached.is_symlink() and cached.read_bytes() == (folder / "corpus_train.json").read_bytes()
     assert report["questions"] == 2
     assert report["metrics"]["hits@10"] == 1.0
     assert report["metrics"]["fact_recall@10"] == 1.0

@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from bot.dialogue import Conversation
 from bot.evaluation import eval_seed, passage_has_evidence
 from tests.helpers import GOLD_FILE
 
@@ -53,9 +54,13 @@ def test_more_sources_never_quotes_what_the_first_page_showed(seed_answerer):
 
 
 def test_a_follow_up_leads_with_what_it_asks_about_now(seed_answerer):
-    previous = "What did Dr Nadeem Nusrat say about the MQM-P leadership?"
-    answer = seed_answerer.ask("what about Raza Haroon?", previous_question=previous)
-    assert answer.found and answer.retrieval_query.startswith(previous)
+    """Resolved, not glued on: "what about Raza Haroon?" asks the previous question about him."""
+    conversation = Conversation()
+    seed_answerer.reply(conversation, "What did Dr Nadeem Nusrat say about the MQM-P leadership?")
+    answer = seed_answerer.reply(conversation, "what about Raza Haroon?").answer
+    assert answer.found and answer.context_note == "Reading this as: “What did Raza Haroon say about the MQM-P leadership?”"
     assert "Haroon" in answer.best_sentence and "Nusrat" not in answer.best_sentence
-    vague = seed_answerer.ask("when was that?", previous_question="Who leads the Bahadurabad group?")
-    assert vague.found and "Bahadurabad" in " ".join(p.text for p in vague.passages)
+    conversation.reset()
+    seed_answerer.reply(conversation, "When did the PSP merge into the MQM-P?")
+    when = seed_answerer.reply(conversation, "why?").answer
+    assert when.found and when.context_note == "Reading this as: “Why did the PSP merge into the MQM-P?”"

@@ -32,7 +32,8 @@ from telegram import Update
 
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.formatting import NOT_FOUND
+from bot.dialogue import SmallTalk
+from bot.formatting import NOT_FOUND, RESET_REPLY, small_talk_reply
 from bot.indexing import build_index
 from bot.service import QuestionAnswerer
 from bot.telegram_app import (
@@ -188,15 +189,17 @@ def assert_telegram_rules(server: FakeBotApi) -> None:
 
 
 class AskSpy:
-    """Wraps ``answerer.ask`` to record how the bot called it (previous question, offset...)."""
+    """Wraps ``answerer.ask`` (every search) to record how the bot called it, and what came back."""
 
     def __init__(self, answerer: QuestionAnswerer, monkeypatch):
         self.calls: list[tuple[tuple, dict]] = []
+        self.answers: list = []
         original = answerer.ask
 
         def ask(*args, **kwargs):
             self.calls.append((args, kwargs))
-            return original(*args, **kwargs)
+            self.answers.append(original(*args, **kwargs))
+            return self.answers[-1]
 
         monkeypatch.setattr(answerer, "ask", ask)
 
@@ -213,8 +216,9 @@ async def test_cited_answer_with_typing_first_and_buttons(server, seed_answerer)
 
     assert LEADER_SENTENCE in reply.text
     assert any("Khalid Maqbool Siddiqui" in q for q in quotes(reply)), "the passage is quoted"
-    assert any(q.startswith("[1] ") for q in quotes(reply)) and "[2]" in reply.text
+    assert any(q.startswith("[1] ") for q in quotes(reply))
     assert "Sources" in reply.text and f"] {SEED_TITLE}" in reply.text
+    assert reply.text.count(SEED_TITLE) == 1  # each article once in the Sources list
     assert reply.parse_mode == "HTML" and reply.reply_to_message_id is None  # private: no quoting
     # typing went out before the answer
     calls = server.calls()
@@ -223,7 +227,7 @@ async def test_cited_answer_with_typing_first_and_buttons(server, seed_answerer)
     assert typing and answer and typing[0] < answer[0]
     # buttons: Full per passage, More sources; no Open button (the seed articles have no URL)
     ranks = [int(b["text"][6:-1]) for b in reply.buttons if b["text"].startswith("Full [")]
-    assert ranks == [1, 2, 3]
+    assert ranks == list(range(1, len(quotes(reply)) + 1)) and 1 <= len(ranks) <= 3
     assert button(reply, "More sources")["callback_data"].startswith("m:")
     assert not [b for b in reply.buttons if "url" in b]
     assert_telegram_rules(server)
@@ -235,10 +239,13 @@ async def test_not_found_is_plain_with_a_hint(server, seed_answerer):
     chat = server.private_chat(ann)
     async with running_bot(server, seed_answerer):
         _, [reply] = await answer_to(server, chat, ann, OSLO)
-    assert reply.text.startswith(NOT_FOUND) and "couldn't find" in reply.text
+        _, [bread] = await answer_to(server, chat, ann, "How do I bake sourdough bread?")
+    # Oslo is in no article: the bot says so rather than quoting something else
+    assert reply.text.startswith("None of my articles mention “Oslo”")
     assert "Try other names" in reply.text and "/sources" in reply.text
     assert reply.buttons == [] and reply.reply_markup is None
-    assert "[1]" not in reply.text and "Oslo" not in reply.text  # nothing made up
+    assert "[1]" not in reply.text  # nothing quoted, nothing made up
+    assert bread.text.startswith(NOT_FOUND) and "[1]" not in bread.text and bread.buttons == []
     assert_telegram_rules(server)
 
 
@@ -246,16 +253,20 @@ async def test_not_found_is_plain_with_a_hint(server, seed_answerer):
 async def test_long_answer_is_split_within_limits(server, seed_answerer):
     ann = server.user(1003, "Ann")
     chat = server.private_chat(ann)
-    async with running_bot(server, seed_answerer, top_k=12):
-        _, messages = await answer_to(server, chat, ann, BAHADURABAD)
+    async with running_bot(server, seed_answerer, top_k=30):
+        _, [first] = await answer_to(server, chat, ann, BAHADURABAD)  # passages above the floor only
+        before = len(server.sent_messages(chat["id"]))
+        server.press_button(first, button(first, "More sources")["callback_data"], ann)
+        messages = await complete_reply(server, chat["id"], before)  # up to 30 more: every one shown
     assert len(messages) > 1
     assert all(0 < utf16_len(m.text) <= 4096 for m in messages)
     assert all(m.buttons == [] for m in messages[:-1]) and messages[-1].buttons  # buttons under the last part
     text = full_text(messages)
-    assert all(f"[{n}] " in text for n in range(1, 13))
+    shown = len(quotes(first))
+    numbers = [int(q[1 : q.index("]")]) for m in messages for q in quotes(m)]
+    assert numbers == list(range(shown + 1, shown + 1 + len(numbers))) and len(numbers) > 12
+    assert all(f"[{n}]" in text for n in numbers)
     assert "Sources" in messages[-1].text
-    # no passage cut in two: each quote is whole in one message
-    assert sum(len(quotes(m)) for m in messages) == 12
     assert max(len(row) for row in messages[-1].reply_markup["inline_keyboard"]) <= 8
     assert_telegram_rules(server)
 
@@ -277,7 +288,7 @@ async def test_article_text_with_markup_characters_is_escaped_and_open_buttons_f
     expected = special.ask(SPECIAL_QUESTION)
     with_url = {p.rank for p in expected.passages if p.article.url}
     without_url = {p.rank for p in expected.passages if not p.article.url}
-    assert with_url and without_url, "the answer should mix the special and the seed articles"
+    assert with_url, "the answer quotes the article with a URL"
     opens = {int(b["text"][6:-1]): b["url"] for b in reply.buttons if b["text"].startswith("Open [")}
     assert set(opens) == with_url and set(opens.values()) == {SPECIAL_URL}
     assert all("callback_data" not in b for b in reply.buttons if "url" in b)
@@ -299,27 +310,30 @@ async def test_more_sources_and_full_passage_buttons(server, seed_answerer):
         server.press_button(reply, button(reply, "More sources")["callback_data"], ann)
         more = await complete_reply(server, chat["id"], before)
         more_text = full_text(more)
-        assert "[4] " in more_text and "[5] " in more_text and "[6] " in more_text
+        shown = len(quotes(reply))  # the first answer shows the passages above the relevance floor
+        following = [shown + 1, shown + 2, shown + 3]
+        assert all(f"[{n}] " in more_text for n in following)  # the numbering goes on, three more
         assert "[1] " not in more_text and LEADER_SENTENCE not in more_text  # no lead sentence, new passages
         assert set(quotes(more[0])).isdisjoint(quotes(reply))
-        assert {b["text"] for b in more[-1].buttons} >= {"Full [4]", "Full [5]", "Full [6]", "More sources"}
+        assert {b["text"] for b in more[-1].buttons} >= {*(f"Full [{n}]" for n in following), "More sources"}
 
-        # Full passage: the whole retrieved span of [2], with its source line
+        # Full passage: the whole retrieved span of [1], with its source line
         before = len(server.sent_messages(chat["id"]))
-        server.press_button(reply, button(reply, "Full [2]")["callback_data"], ann)
+        server.press_button(reply, button(reply, "Full [1]")["callback_data"], ann)
         [full] = await replies(server, chat["id"], before)
-        passage = expected.passages[1]
+        passage = expected.passages[0]
         span = " ".join(passage.article.text[passage.chunk_start : passage.chunk_end].split())
         assert quotes(full) == [span]
         assert len(span) >= len(" ".join(passage.text.split()))
-        assert f"[2] {passage.article.title}" in full.text
+        assert f"[1] {passage.article.title}" in full.text
 
         # a Full button of the "More sources" message works too
         before = len(server.sent_messages(chat["id"]))
-        server.press_button(more[-1], button(more[-1], "Full [5]")["callback_data"], ann)
-        [full5] = await replies(server, chat["id"], before)
-        [shown5] = [q for m in more for q in quotes(m) if q.startswith("[5] ")]
-        assert shown5[4:] in quotes(full5)[0] and "[5] " in full5.text
+        later = following[1]
+        server.press_button(more[-1], button(more[-1], f"Full [{later}]")["callback_data"], ann)
+        [full_later] = await replies(server, chat["id"], before)
+        [shown_later] = [q for m in more for q in quotes(m) if q.startswith(f"[{later}] ")]
+        assert shown_later[len(f"[{later}] "):] in quotes(full_later)[0] and f"[{later}] " in full_later.text
 
         # a stale or unknown key, or a nonsense button, says it has expired
         for data in ("m:nokey123", "f:nokey123:1", "f:" + reply.callback_data[0].split(":")[1] + ":99", "zz"):
@@ -380,7 +394,7 @@ async def test_start_help_commands_and_example_buttons(server, seed_answerer):
     chat = server.private_chat(ann)
     async with running_bot(server, seed_answerer):
         names = [c["command"] for c in server.commands()]
-        assert names == ["start", "help", "sources", "ask", "reindex"]
+        assert names == ["start", "help", "sources", "ask", "more", "reset", "reindex"]
         assert all(c["description"] for c in server.commands())
 
         _, [start] = await answer_to(server, chat, ann, "/start")
@@ -414,17 +428,24 @@ async def test_private_follow_up_and_reply_to_an_answer(server, seed_answerer, m
     async with running_bot(server, seed_answerer):
         _, [first] = await answer_to(server, chat, ann, BAHADURABAD)
         _, follow = await answer_to(server, chat, ann, "who are his allies?")
-        assert spy.calls[-1][1]["previous_question"] == BAHADURABAD
+        # resolved, not glued on: "his" is the man the first answer named, and the bot says so
+        assert spy.calls[-1][0][0] == "who are Khalid Maqbool Siddiqui’s allies?"
+        assert "Reading this as: “who are Khalid Maqbool Siddiqui’s allies?”" in follow[0].text
         assert "Farooq Sattar" in full_text(follow) or "Kamran Tessori" in full_text(follow)
 
         _, mayor = await answer_to(server, chat, ann, MAYOR)
         assert "Murtaza Wahab" in full_text(mayor)
         # replying to the first answer brings its question back, not the latest one
         _, replied = await answer_to(server, chat, ann, "who are his allies?", reply_to_message_id=first.message_id)
-    args, kwargs = spy.calls[-1]
-    assert args[0] == "who are his allies?"
-    assert kwargs["previous_question"] == BAHADURABAD and kwargs["force_context"] is True
-    assert "Farooq Sattar" in full_text(replied) or "Kamran Tessori" in full_text(replied)
+        assert spy.calls[-1][0][0] == "who are Khalid Maqbool Siddiqui’s allies?"
+        assert "Farooq Sattar" in full_text(replied) or "Kamran Tessori" in full_text(replied)
+
+        # /reset drops the context: the same vague question is no longer read as a follow-up
+        _, [done] = await answer_to(server, chat, ann, "/reset")
+        _, after = await answer_to(server, chat, ann, "when was that?")
+    assert done.text == RESET_REPLY
+    assert "Reading this as" not in full_text(after)
+    assert spy.calls[-1][0][0] == "when was that?"
     assert_telegram_rules(server)
 
 
@@ -486,7 +507,8 @@ async def test_non_text_edited_and_empty_messages_get_instructions(server, seed_
         last_two = {m.text.split("\n")[0] for m in await replies(server, cid, 5, 2)}
     instruction = NON_TEXT_REPLY.format(example=EXAMPLE_QUESTIONS[0])
     assert sticker.text == photo.text == voice.text == instruction
-    assert blank.text == emoji.text == EMPTY_REPLY.format(example=EXAMPLE_QUESTIONS[0])
+    assert blank.text == EMPTY_REPLY.format(example=EXAMPLE_QUESTIONS[0])
+    assert emoji.text == small_talk_reply(SmallTalk.ACK, EXAMPLE_QUESTIONS[0])  # an emoji is a reaction, not a question
     assert EDITED_REPLY in last_two and "How to ask" in last_two
     assert spy.calls == []  # nothing was searched
     assert_telegram_rules(server)
@@ -738,7 +760,7 @@ def test_python_m_bot_run_serves_a_spec_following_bot_api_server(tmp_path, seed_
         [answer] = messages
         assert LEADER_SENTENCE in answer.text and "[1]" in answer.text and SEED_TITLE in answer.text
         assert answer.callback_data[-1].startswith("m:")
-        assert names == ["start", "help", "sources", "ask", "reindex"]
+        assert names == ["start", "help", "sources", "ask", "more", "reset", "reindex"]
         assert "serving by long polling" in err and "Traceback" not in err
         assert server.token not in out + err
         assert server.errors() == [], "\n".join(str(c) for c in server.errors())
@@ -761,4 +783,54 @@ async def test_flood_control_retries_after_telegram_says_wait(server, seed_answe
     refused = [c for c in server.errors(include_injected=True) if c.method == "sendMessage"]
     assert len(refused) == 1 and refused[0].status == 429
     assert waited >= 1.0  # it honoured retry_after instead of hammering the server
+    assert_telegram_rules(server)
+
+
+# ------------------------------------------------------------------ conversation
+
+
+@pytest.mark.asyncio
+async def test_small_talk_gets_a_short_reply_never_news_quotes(server, seed_answerer, monkeypatch):
+    spy = AskSpy(seed_answerer, monkeypatch)
+    ann = server.user(1020, "Ann")
+    chat = server.private_chat(ann)
+    async with running_bot(server, seed_answerer, questions_per_minute=1):
+        _, [hello] = await answer_to(server, chat, ann, "hi")
+        _, [answer] = await answer_to(server, chat, ann, BAHADURABAD)
+        _, [thanks] = await answer_to(server, chat, ann, "thanks!")
+        _, [ok] = await answer_to(server, chat, ann, "ok 👍")
+        _, [more] = await answer_to(server, chat, ann, "more")  # a command in words: the next passages
+    assert hello.text == small_talk_reply(SmallTalk.GREETING, EXAMPLE_QUESTIONS[0])
+    assert thanks.text == small_talk_reply(SmallTalk.THANKS, EXAMPLE_QUESTIONS[0])
+    assert ok.text == small_talk_reply(SmallTalk.ACK, EXAMPLE_QUESTIONS[0])
+    for reply in (hello, thanks, ok):
+        assert quotes(reply) == [] and reply.buttons == [] and "Sources" not in reply.text
+    assert LEADER_SENTENCE in answer.text
+    assert len(spy.calls) == 2  # one question, one "more": small talk searched nothing
+    assert quotes(more) and not set(quotes(more)) & set(quotes(answer))
+    assert_telegram_rules(server)
+
+
+@pytest.mark.asyncio
+async def test_coverage_note_comes_first_when_the_articles_are_too_old(server, seed_answerer):
+    ann = server.user(1021, "Ann")
+    chat = server.private_chat(ann)
+    async with running_bot(server, seed_answerer):
+        _, [reply] = await answer_to(server, chat, ann, "Who won the 2024 election in Karachi?")
+    first_line = reply.text.split("\n")[0]
+    assert first_line.startswith("My newest article on this is from 10 Dec 2023")
+    assert "bold" in [e["type"] for e in reply.entities]
+    assert "Header image" not in reply.text  # a caption is never a lead or a quote
+    assert_telegram_rules(server)
+
+
+@pytest.mark.asyncio
+async def test_urdu_script_question_is_answered_and_unreadable_scripts_are_told_so(server, seed_answerer):
+    ann = server.user(1022, "Ann")
+    chat = server.private_chat(ann)
+    async with running_bot(server, seed_answerer):
+        _, [urdu] = await answer_to(server, chat, ann, "بہادرآباد گروپ کی قیادت کون کرتا ہے؟")
+        _, [hindi] = await answer_to(server, chat, ann, "बहादराबाद समूह का नेता कौन है?")
+    assert LEADER_SENTENCE in urdu.text and quotes(urdu)
+    assert "समझ" in hindi.text and quotes(hindi) == []  # said in the question's own language
     assert_telegram_rules(server)

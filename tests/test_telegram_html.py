@@ -71,8 +71,34 @@ def test_answer_shows_citations_and_sources():
     plain = html.unescape(re.sub(r"<[^>]+>", "", message))
     assert "[1] First passage text." in plain and "[2] Second passage text." in plain
     assert "Sources" in plain
-    assert "[1] Tom & Jerry <live> — Dawn, 2023-12-10" in plain
+    # both passages come from one article: it is listed once, with both citation numbers
+    assert "[1][2] Tom & Jerry <live> — Dawn, 2023-12-10" in plain
+    assert plain.count("Tom & Jerry") == 1
     assert "<a href" not in message  # no link when the article has no URL
+
+
+def test_sources_list_each_article_once_with_its_numbers():
+    answer = _answer(["First passage text.", "Second passage text.", "Third passage text."], url=None)
+    other = Article("b.md", "Another story", "Third passage text.", source="The News", date="2024-01-02")
+    third = Passage(3, other, 0, len(other.text), 0.3, 0, len(other.text))
+    answer = Answer("q", True, (answer.passages[0], third, answer.passages[1]), "First passage text.", 1)
+    plain = html.unescape(re.sub(r"<[^>]+>", "", render_answer(answer)[0]))
+    assert "[1][2] Tom & Jerry <live> — Dawn, 2023-12-10" in plain
+    assert "[3] Another story — The News, 2024-01-02" in plain
+
+
+def test_notes_come_first_and_long_quotes_are_expandable():
+    long_quote = "A long sentence that goes on about the merger and its consequences. " * 8
+    answer = _answer([long_quote.strip(), "Short one."], url=None)
+    answer = Answer(
+        "q", True, answer.passages, "A long sentence", 1,
+        coverage_note="My newest article on this is from 10 Dec 2023 <old>", context_note="Reading this as: “why?”",
+    )  # fmt: skip
+    (message,) = render_answer(answer)
+    assert message.startswith("<i>Reading this as: “why?”</i>\n<b>My newest article on this is from 10 Dec 2023 &lt;old&gt;</b>")
+    assert "<blockquote expandable>[1] A long sentence" in message
+    assert "<blockquote>[2] Short one.</blockquote>" in message
+    assert balanced(message)
 
 
 def test_long_answer_is_split_on_passage_boundaries_within_the_limit():
@@ -82,7 +108,7 @@ def test_long_answer_is_split_on_passage_boundaries_within_the_limit():
     for part in parts:
         assert parsed_length(part) <= MESSAGE_LIMIT
         assert balanced(part)
-    assert sum(p.count("<blockquote>") for p in parts) == 6  # no passage was cut in two
+    assert sum(p.count("<blockquote expandable>") for p in parts) == 6  # no passage was cut in two
 
 
 def test_one_huge_passage_is_split_inside_with_tags_reopened():

