@@ -157,17 +157,6 @@ def acronym_keys(acronyms: dict[str, tuple[str, ...]]) -> list[tuple[str, frozen
     return pairs
 
 
-def _with_synonyms(keys: set[str], synonyms: list[tuple[str, frozenset[str]]]) -> set[str]:
-    """A sentence saying "CM" also says "chief minister", and "chief minister" says "CM"."""
-    extra: set[str] = set()
-    for acronym, expansion in synonyms:
-        if acronym in keys:
-            extra |= expansion
-        elif expansion <= keys:
-            extra.add(acronym)
-    return keys | extra if extra else keys
-
-
 # Past forms the stemmer leaves apart from their verb ("led" is not "lead" to Snowball).
 _IRREGULAR = {
     "led": "lead", "won": "win", "held": "hold", "made": "make", "met": "meet", "became": "become", "gave": "give",
@@ -183,9 +172,14 @@ _IRREGULAR = {
 _IRREGULAR_WORD = re.compile(r"\b(?:" + "|".join(_IRREGULAR) + r")\b", re.IGNORECASE)
 
 
-def _keys(text: str) -> set[str]:
+@lru_cache(maxsize=200_000)
+def _keys(text: str) -> frozenset[str]:
+    """The comparable terms of a text: past forms to their verb, spellings folded, stemmed.
+
+    Cached: an article's sentences are scored for every question about it, and their terms
+    never change (the cache is this process's lazily built index of sentence terms)."""
     text = _IRREGULAR_WORD.sub(lambda m: _IRREGULAR[m.group(0).lower()], text)
-    return {spelling_key(t) or t for t in tokenize(_folded(text))}
+    return frozenset(spelling_key(t) or t for t in tokenize(_folded(text)))
 
 
 _FOLDABLE = re.compile(r"[A-Za-z][A-Za-z’']*")
@@ -203,21 +197,19 @@ def _folded(text: str) -> str:
     return _FOLDABLE.sub(fold, text)
 
 
-def _coverage(weights: dict[str, float], keys: set[str]) -> float:
-    """Share of the question's weight the keys hold. A stem that begins another counts
-    (Snowball keeps "merger" apart from "merge"; a reader does not), from 4 letters on."""
-    total = sum(weights.values())
-    if total <= 0:
-        return 0.0
-    held = 0.0
-    for key, weight in weights.items():
-        if key in keys:
-            held += weight
-        elif key + "er" in keys or key + "or" in keys:
-            held += weight  # "who founded" is answered by "founder", "who leads" by "leader"
-        elif len(key) >= 4 and any(k.startswith(key) or (len(k) >= 4 and key.startswith(k)) for k in keys):
-            held += PREFIX_MATCH_SHARE * weight
-    return held / total
+def _coverage(weights: dict[str, float], keys: frozenset[str], synonyms: list[tuple[str, frozenset[str]]] = ()) -> float:
+    """Share of the question's weight the keys hold (see ``QuestionTerms``)."""
+    terms = QuestionTerms(weights, keys, synonyms)
+    return terms.coverage(*terms.held(keys))
+
+
+def _prefix_relatives(key: str, universe) -> frozenset[str]:
+    """The keys that ``key`` begins, or that begin it (from 4 letters on): Snowball keeps
+    "merger" apart from "merge"; a reader does not."""
+    return frozenset(k for k in universe if k.startswith(key) or (len(k) >= 4 and key.startswith(k)))
+
+
+
 
 
 # Case-sensitive on purpose: "May" is a month, "may" is not.
@@ -244,26 +236,104 @@ _FORMER = re.compile(r"\b(?:former|ex-|erstwhile|then|late)\b", re.IGNORECASE)
 _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]+(?:-[A-Z0-9]+)?\b")
 
 
-def _type_evidence(kind: str | None, question: str) -> Callable[[str], bool] | None:
+@dataclass(frozen=True)
+class SentenceFeatures:
+    """What a sentence is, whatever the question: computed once per sentence and cached."""
+
+    keys: frozenset[str]  # its comparable terms (``_keys``)
+    years: frozenset[str]
+    dated: bool  # carries a date (a month, a year, "last year")
+    counted: bool  # carries a count (not a year)
+    placed: bool  # "in Liaquatabad", "at the Governor House"
+    causal: bool  # "because", "after", "following", "reason"...
+    past: bool  # "last", "previous", "former"...
+    former: bool  # "former", "ex-", "erstwhile"...
+    is_question: bool  # an interviewer's or a rhetorical question
+    names: frozenset[str]  # multi-word capitalised names and acronyms
+
+
+@lru_cache(maxsize=200_000)
+def sentence_features(sentence: str) -> SentenceFeatures:
+    return SentenceFeatures(
+        keys=_keys(sentence),
+        years=frozenset(_YEAR.findall(sentence)),
+        dated=bool(_DATE_LIKE.search(sentence)),
+        counted=bool(_COUNT_LIKE.search(sentence)),
+        placed=bool(_PLACE_LIKE.search(sentence)),
+        causal=bool(_CAUSE_LIKE.search(sentence)),
+        past=bool(_PAST_MARKER.search(sentence)),
+        former=bool(_FORMER.search(sentence)),
+        is_question=sentence.rstrip("”’\"' ").endswith("?"),
+        names=frozenset(_NAME_LIKE.findall(sentence)),
+    )
+
+
+def _type_evidence(kind: str | None, question: str) -> Callable[[str, SentenceFeatures], bool] | None:
     """A test a sentence passes when it carries the evidence this type of question needs."""
     if kind == WHEN:
-        return lambda s: bool(_DATE_LIKE.search(s))
+        return lambda _, f: f.dated
     if kind == HOW_MANY:
-        return lambda s: bool(_COUNT_LIKE.search(s))
+        return lambda _, f: f.counted
     if kind == WHERE:
-        return lambda s: bool(_PLACE_LIKE.search(s))
+        return lambda _, f: f.placed
     if kind == WHY:
-        return lambda s: bool(_CAUSE_LIKE.search(s))
+        return lambda _, f: f.causal
     if kind == WHAT_IS:
         acronyms = [a for a in _ACRONYM.findall(question) if len(a) > 1]
         if acronyms:
             pattern = re.compile(r"|".join(rf"\(\s*{re.escape(a)}\s*\)|{re.escape(a)}\s*,?\s+(?:stands|or)\b" for a in acronyms))
-            return lambda s: bool(pattern.search(s))
+            return lambda s, _: bool(pattern.search(s))
         return None
     if kind in (WHO, WHICH):
         asked = set(_NAME_LIKE.findall(question))
-        return lambda s: any(name not in asked and name not in question for name in _NAME_LIKE.findall(s))
+        return lambda _, f: any(name not in asked and name not in question for name in f.names)
     return None
+
+
+class QuestionTerms:
+    """The question's weighted terms, each with the sentence keys that count as holding it:
+    itself, its agent noun ("founded": "founder"), an acronym the corpus defines for it
+    ("chief minister": "CM", and back), and, for part of its weight, the keys it begins or
+    that begin it ("merge": "merger"). Built once per question; a sentence then costs a few
+    set look-ups (``held``)."""
+
+    def __init__(self, weights: dict[str, float], universe: set[str] = frozenset(), synonyms: list[tuple[str, frozenset[str]]] = ()):
+        self.keys = list(weights)
+        self.weights = [weights[k] for k in self.keys]
+        self.total = sum(self.weights)
+        question_keys = set(self.keys)
+        self.full: list[list[frozenset[str]]] = []
+        self.partial: list[frozenset[str]] = []
+        for key in self.keys:
+            alternatives = [frozenset({key}), frozenset({key + "er"}), frozenset({key + "or"})]
+            for acronym, expansion in synonyms:
+                if key == acronym:
+                    alternatives.append(expansion)  # the question says "CM", the sentence "chief minister"
+                elif key in expansion and expansion <= question_keys:
+                    alternatives.append(frozenset({acronym}))  # and the other way round
+            self.full.append(alternatives)
+            self.partial.append(_prefix_relatives(key, universe) if len(key) >= 4 else frozenset())
+
+    def held(self, keys: frozenset[str]) -> tuple[int, int]:
+        """(fully held, partly held) bit masks over the question's terms."""
+        full = partial = 0
+        for bit, (alternatives, relatives) in enumerate(zip(self.full, self.partial)):
+            if any(a <= keys for a in alternatives):
+                full |= 1 << bit
+            elif relatives and not relatives.isdisjoint(keys):
+                partial |= 1 << bit
+        return full, partial
+
+    def coverage(self, full: int, partial: int) -> float:
+        if self.total <= 0:
+            return 0.0
+        held = 0.0
+        for bit, weight in enumerate(self.weights):
+            if full >> bit & 1:
+                held += weight
+            elif partial >> bit & 1:
+                held += PREFIX_MATCH_SHARE * weight
+        return held / self.total
 
 
 @dataclass(frozen=True)
@@ -356,7 +426,7 @@ class AnswerComposer:
         predicate = predicate_weights(weighed) if kind in (WHEN, HOW_MANY, WHERE) else {}
         if predicate and top is not None:
             quoted = passages[0].article.text[passages[0].start : passages[0].end]
-            if _coverage(predicate, _with_synonyms(_keys(quoted), synonyms)) == 0:
+            if _coverage(predicate, _keys(quoted), synonyms) == 0:
                 # A date, number or place is only an answer next to the event it belongs to: the
                 # quote names the question's people but not the event ("When was Altaf Hussain
                 # born?"), so the articles do not say.
@@ -409,7 +479,7 @@ class AnswerComposer:
         of the passages' articles (hit_index -1), a little behind, as lead candidates."""
         p = self.params
         evidence = _type_evidence(kind, question)
-        asked_years = set(_YEAR.findall(question))
+        asked_years = frozenset(_YEAR.findall(question))
         context_weight = p.why_context_weight if kind == WHY else p.context_weight
         future = bool(_FUTURE_QUESTION.search(question))
         focus_keys = {k: 1.0 for k in _keys(focus)} if focus else {}
@@ -424,33 +494,50 @@ class AnswerComposer:
             positions = {a: i for i, a in enumerate(starts)}
         sentences: list[_Sentence] = []
 
+        groups: list[tuple[int, str, list[tuple[int, int]], float]] = []
+
         def score(i: int, article_id: str, spans: list[tuple[int, int]], prior: float) -> None:
+            groups.append((i, article_id, spans, prior))
+
+        def score_all() -> None:
+            universe: set[str] = set()
+            for _, article_id, spans, _ in groups:
+                text = articles[article_id].text
+                for start, end in spans:
+                    universe |= sentence_features(text[start:end]).keys
+            terms = QuestionTerms(weights, universe, synonyms)
+            focus_terms = QuestionTerms(focus_keys, universe, synonyms) if focus_keys else None
+            for group in groups:
+                score_group(*group, terms, focus_terms)
+
+        def score_group(i: int, article_id: str, spans: list[tuple[int, int]], prior: float, terms, focus_terms) -> None:
             text = articles[article_id].text
-            previous_keys: set[str] = set()
+            previous = (0, 0)
             for start, end in spans:
                 sentence = text[start:end]
-                keys = _with_synonyms(_keys(sentence), synonyms)
-                coverage = _coverage(weights, keys)
-                together = _coverage(weights, keys | previous_keys)
-                previous_keys = keys
+                features = sentence_features(sentence)
+                full, partial = terms.held(features.keys)
+                coverage = terms.coverage(full, partial)
+                # with the sentence before it (the event named there, the cause given here)
+                together = terms.coverage(full | previous[0], (partial | previous[1]) & ~(full | previous[0]))
+                previous = (full, partial)
                 relevance = p.coverage_weight * coverage + context_weight * (together - coverage) + prior
                 bonus = 0.0
-                if evidence is not None and evidence(sentence):
+                if evidence is not None and evidence(sentence, features):
                     bonus = p.weak_type_bonus if kind in (WHO, WHICH) else p.type_bonus
-                years = set(_YEAR.findall(sentence))
-                if asked_years and years and not (years & asked_years):
+                if asked_years and features.years and not (features.years & asked_years):
                     bonus -= p.year_mismatch_penalty  # "in 2018" is not answered by a sentence about 2024
                 if near_position is not None and article_id == near_article and start in positions:
                     # A follow-up's answer usually stands beside the previous answer's lead.
                     distance = abs(positions[start] - near_position)
                     bonus += p.nearby_bonus[distance] if distance < len(p.nearby_bonus) else 0.0
-                if focus_keys and _coverage(focus_keys, keys) < 0.5:
+                if focus_terms is not None and focus_terms.coverage(*focus_terms.held(features.keys)) < 0.5:
                     bonus -= p.focus_penalty  # "and what about Farooq Sattar?" wants him named
-                if future and _PAST_MARKER.search(sentence):
+                if future and features.past:
                     bonus -= p.tense_penalty
-                if sentence.rstrip("”’\"' ").endswith("?"):
+                if features.is_question:
                     bonus -= p.question_penalty  # an interviewer's or a rhetorical question answers nothing
-                if present and _FORMER.search(sentence) and any(re.search(rf"\b(?:former|ex-|erstwhile|then|late)\s+(?:[\w-]+\s+){{0,2}}{re.escape(w)}", sentence, re.IGNORECASE) for w in asked_words):
+                if present and features.former and any(re.search(rf"\b(?:former|ex-|erstwhile|then|late)\s+(?:[\w-]+\s+){{0,2}}{re.escape(w)}", sentence, re.IGNORECASE) for w in asked_words):
                     bonus -= p.former_penalty  # "who is the mayor" is not "former mayor Akhtar"
                 choice = relevance + bonus * (coverage > 0 or together > 0)
                 sentences.append(_Sentence(i, article_id, start, end, relevance, choice, coverage))
@@ -473,6 +560,7 @@ class AnswerComposer:
                 taken = covered.get(article_id, [])
                 rest = [(a, b) for a, b in _article_sentences(articles[article_id].text) if not any(a < e and s < b for s, e in taken)]
                 score(-1, article_id, rest, prior)
+        score_all()
         return sentences
 
     def _trim(self, spans: list[_Sentence], best: _Sentence | None, hit: Hit, kind: str | None) -> tuple[int, int]:
