@@ -56,7 +56,8 @@ class AnswerParams:
     question_penalty: float = 1.0  # a sentence that is itself a question never leads
     why_context_weight: float = 0.8  # for *why*, the cause often follows the sentence naming the event
     tense_penalty: float = 0.2
-    focus_penalty: float = 0.3  # a "what about X?" lead that does not name X  # a question about what is coming answered by "the last elections"
+    focus_penalty: float = 0.3  # a "what about X?" lead that does not name X
+    anticipation_bonus: float = 0.2  # asked about a year after the articles: what they expected  # a question about what is coming answered by "the last elections"
     former_penalty: float = 0.2  # "who is ..." answered by a "former ..."
     year_mismatch_penalty: float = 0.2  # the question names a year; the sentence names only others
     # A sentence of a retrieved article outside its retrieved passages may lead, this far behind.
@@ -249,6 +250,7 @@ class SentenceFeatures:
     past: bool  # "last", "previous", "former"...
     former: bool  # "former", "ex-", "erstwhile"...
     is_question: bool  # an interviewer's or a rhetorical question
+    anticipates: bool  # "will", "hopeful", "may", "predicts": what was expected then
     names: frozenset[str]  # multi-word capitalised names and acronyms
 
 
@@ -264,6 +266,7 @@ def sentence_features(sentence: str) -> SentenceFeatures:
         past=bool(_PAST_MARKER.search(sentence)),
         former=bool(_FORMER.search(sentence)),
         is_question=sentence.rstrip("”’\"' ").endswith("?"),
+        anticipates=bool(_ANTICIPATION_IN_ANSWER.search(sentence)),
         names=frozenset(_NAME_LIKE.findall(sentence)),
     )
 
@@ -482,6 +485,9 @@ class AnswerComposer:
         asked_years = frozenset(_YEAR.findall(question))
         context_weight = p.why_context_weight if kind == WHY else p.context_weight
         future = bool(_FUTURE_QUESTION.search(question))
+        # A question about a year after every retrieved article: what they expected is the answer.
+        dates = [articles[h.article_id].date for h in hits if articles[h.article_id].date]
+        beyond = bool(asked_years and dates and max(int(y) for y in asked_years) > int(max(dates)[:4]))
         focus_keys = {k: 1.0 for k in _keys(focus)} if focus else {}
         present = bool(re.match(r"\s*(?:who|what|which)\s+(?:is|are)\b|\s*who[’']s\b", question, re.IGNORECASE))
         asked_words = [w for w in _WORD.findall(question) if w.lower() not in _QUESTION_WORDS and len(w) > 3]
@@ -535,6 +541,8 @@ class AnswerComposer:
                     bonus -= p.focus_penalty  # "and what about Farooq Sattar?" wants him named
                 if future and features.past:
                     bonus -= p.tense_penalty
+                if beyond and features.anticipates:
+                    bonus += p.anticipation_bonus
                 if features.is_question:
                     bonus -= p.question_penalty  # an interviewer's or a rhetorical question answers nothing
                 if present and features.former and any(re.search(rf"\b(?:former|ex-|erstwhile|then|late)\s+(?:[\w-]+\s+){{0,2}}{re.escape(w)}", sentence, re.IGNORECASE) for w in asked_words):
@@ -621,7 +629,9 @@ def coverage_note(question: str, answer: Answer) -> str | None:
             f"My newest article on this is from {_nice_date(newest)}, before {max(years)}, so it can't say what happened then. "
             "What it said at the time:"
         )
-    if _OUTCOME_QUESTION.search(question) and not asks_expectation and answer.best_sentence and _ANTICIPATION_IN_ANSWER.search(answer.best_sentence):
+    before_newest = bool(newest and years and max(years) <= int(newest[:4]))  # "who won in 2018?" they could know
+    if (_OUTCOME_QUESTION.search(question) and not asks_expectation and not before_newest and answer.best_sentence
+            and _ANTICIPATION_IN_ANSWER.search(answer.best_sentence)):
         when = f"from {_nice_date(newest)}" if newest else "written"
         return (
             f"My articles on this are {when} before the outcome, so they can't say how it turned out. "

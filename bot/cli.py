@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--benchmark-dir", type=Path, help="MultiHop-RAG folder (default: ../shared/benchmarks/multihop-rag)")
     evaluate.add_argument("--limit", type=int, help="multihop: score only the first N questions; build: use the first N articles")
+    evaluate.add_argument("--no-cost", action="store_true", help="conversation: skip the answer-cost benchmark")
     return parser
 
 

@@ -117,6 +117,8 @@ _BARE_TYPE = re.compile(
     r"(?:\s+(?:was|is)\s+the\s+(?:reason|date|place))?\s*[?!.]*$",
     re.IGNORECASE,
 )
+# Words that ask for more of the same without naming anything: "what happened next?"
+_VAGUE = {"happened", "happen", "happens", "next", "then", "after", "afterwards", "else", "more", "mean", "meant", "exactly", "really", "why", "how"}
 _PERSON_PRONOUNS = {"he", "she", "him", "his", "her", "hers", "himself", "herself"}
 _GROUP_PRONOUNS = {"they", "them", "their", "theirs"}
 _THING_PRONOUNS = {"it", "its", "that", "this", "those", "these", "there", "then"}
@@ -257,7 +259,7 @@ def looks_like_follow_up(text: str) -> bool:
     words = [w.lower() for w in _words(stripped)]
     if _refers_back(stripped) and not own_names(stripped):
         return True
-    content = [w for w in words if w not in _OPENERS and len(w) > 2]
+    content = [w for w in words if w not in _OPENERS and w not in _VAGUE and len(w) > 2]
     return len(content) == 0
 
 

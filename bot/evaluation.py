@@ -156,7 +156,7 @@ def run_eval(args, settings: Settings) -> int:
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_multihop(report))
         return 0
     if suite == "conversation":
-        report = eval_conversation(settings)
+        report = eval_conversation(settings, cost_rounds=0 if getattr(args, "no_cost", False) else 3)
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_conversation(report))
         return 0
     if suite == "build":
@@ -579,8 +579,11 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))] if ordered else 0.0
 
 
-def eval_conversation(settings: Settings, answerer=None, gold_file: Path = CONVERSATION_GOLD, messages_file: Path = MESSAGES_GOLD) -> dict:
-    """Every gold dialogue through ``QuestionAnswerer.reply``, the call the bot and console make."""
+def eval_conversation(
+    settings: Settings, answerer=None, gold_file: Path = CONVERSATION_GOLD, messages_file: Path = MESSAGES_GOLD, cost_rounds: int = 3
+) -> dict:
+    """Every gold dialogue through ``QuestionAnswerer.reply``, the call the bot and console make.
+    ``cost_rounds``: rounds of the answer-cost benchmark (0: skip it)."""
     from bot.dialogue import Conversation, classify
     from bot.telegram_html import parsed_length, render_reply
 
@@ -631,7 +634,8 @@ def eval_conversation(settings: Settings, answerer=None, gold_file: Path = CONVE
     }  # fmt: skip
     lengths = [r["chars"] for r in rows if r["chars"] is not None]
     report["reply_chars"] = {"median": statistics.median(lengths) if lengths else None, "p90": _percentile(lengths, 0.9)}
-    report.update(_answer_cost(answerer, [r["say"] for r in rows if r["expect"] in _ANSWER_EXPECTATIONS and r["lang"] == "en"]))
+    english = [r["say"] for r in rows if r["expect"] in _ANSWER_EXPECTATIONS and r["lang"] == "en"]
+    report.update(_answer_cost(answerer, english, cost_rounds))
     return report
 
 
@@ -644,7 +648,7 @@ def _seed_answerer(settings: Settings):
     return QuestionAnswerer(settings, embedder).load()
 
 
-def _answer_cost(answerer, questions: list[str], rounds: int = int(os.environ.get("EVAL_COST_ROUNDS", "3"))) -> dict:
+def _answer_cost(answerer, questions: list[str], rounds: int) -> dict:
     """A whole answer against the bare query embedding, interleaved in one run (the machine is noisy)."""
     from bot.dialogue import Conversation
 

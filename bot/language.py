@@ -65,7 +65,9 @@ ROMAN_LEXICON = {
     "janwari": "January", "farwari": "February", "faroori": "February",
 }  # fmt: skip
 # Words that, with a question word, say a Latin-script message is Roman Urdu.
-_ROMAN_MARKERS = frozenset(ROMAN_QUESTION_WORDS) | {"hai", "hain", "tha", "thi", "ka", "ki", "ke", "ko", "ne", "mein", "hua", "hui", "kya"}
+_ROMAN_MARKERS = frozenset(w for w in ROMAN_QUESTION_WORDS if " " not in w) | {
+    "hai", "hain", "tha", "thi", "ka", "ki", "ke", "ko", "ne", "mein", "hua", "hui", "kya", "aur", "bhi", "se", "woh", "yeh",
+}
 
 # -- Urdu script ---------------------------------------------------------------------------
 
@@ -173,7 +175,7 @@ def detect_language(text: str) -> tuple[str, str]:
         words = [w.lower() for w in _LATIN_WORD.findall(text)]
         markers = [w for w in words if w in _ROMAN_MARKERS]
         distinctive = any(w in ROMAN_QUESTION_WORDS and w not in {"kis"} for w in words)
-        if len(markers) >= 2 or (distinctive and len(words) <= 3):
+        if len(markers) >= 2 or ((distinctive or markers) and len(words) <= 3):
             return ROMAN_URDU, "latin"
         return ENGLISH, "latin"
     return OTHER, {"DEVANAGARI": "hi", "CJK": "zh", "HIRAGANA": "zh", "KATAKANA": "zh", "CYRILLIC": "ru"}.get(script, "unknown")

@@ -172,6 +172,10 @@ class QuestionAnswerer:
             question, note, near, focus = resolved.question, resolved.note, previous.lead_at, resolved.focus
         answer = self.ask(question, top_k, filters=filters, near=near, focus=focus)
         answer = replace(answer, question=message, context_note=note, language=understood.language)
+        if understood.unknown and answer.found:
+            # An Urdu word that is neither in the lexicon nor a corpus name, in a question that
+            # names nothing the articles know ("پنجاب کا وزیر اعلیٰ کون ہے؟").
+            answer = replace(answer, found=False, unknown_names=understood.unknown)
         if answer.found:
             lead_article = next(p.article.article_id for p in answer.passages if p.rank == answer.best_passage_rank)
             conversation.remember(Turn(question, answer.best_sentence, len(answer.passages), understood.language, (lead_article, answer.lead_start)))

@@ -195,3 +195,13 @@ def test_a_bad_article_is_reported_and_the_rest_indexed(tmp_path, fake_embedder)
     assert report.problems[0].reason
     assert sorted(report.articles_added) == ["a0.md", "a1.md"]
     assert "skipped broken.txt" in report.describe()
+
+
+def test_token_counts_are_remembered_but_never_lost_to_the_cache_limit(real_embedder, monkeypatch):
+    """A batch larger than the cache (a whole corpus at build time) still counts every text."""
+    from bot import embedding
+
+    monkeypatch.setattr(embedding, "TOKEN_COUNT_CACHE", 3)
+    texts = ["", "one", "two words", "three small words", "four words here now", "one"]
+    assert real_embedder.count_tokens(texts) == [0, 1, 2, 3, 4, 1]
+    assert len(real_embedder._counts) <= 3

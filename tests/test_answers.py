@@ -1,0 +1,141 @@
+"""The answer a reader meets (``bot.answering``), with the real model over the seed corpus:
+the lead answers the question's type, captions never lead, one good passage is enough, the
+articles' age is said plainly, and the conversation gold set holds its measured level."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.answering import HOW_MANY, WHAT_IS, WHEN, WHERE, WHICH, WHO, WHY, QuestionTerms, coverage_note, question_type
+from bot.dialogue import Conversation
+from bot.evaluation import eval_conversation
+from bot.text import is_boilerplate
+from bot.types import Answer, Article, Passage
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("Who leads the Bahadurabad group?", WHO),
+        ("When did the PSP merge into the MQM-P?", WHEN),
+        ("In what year did Altaf Hussain speak?", WHEN),
+        ("What year did Altaf Hussain speak?", WHEN),
+        ("Where did Kamal hold his rally?", WHERE),
+        ("Why was the protest called off?", WHY),
+        ("What was the reason for the rift?", WHY),
+        ("How many seats did PTI win?", HOW_MANY),
+        ("How much money was asked for?", HOW_MANY),
+        ("What does MQM-P stand for?", WHAT_IS),
+        ("What is the COC?", WHAT_IS),
+        ("Which party did the MQM-P make a deal with?", WHICH),
+        ("What position does Anis Kaimkhani hold?", WHICH),
+    ],
+)
+def test_question_types(question, kind):
+    assert question_type(question) == kind
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Header image: Despite the challenges, many MQM-P leaders are hopeful | AFP",
+        "Published in Dawn, EOS, December 10th, 2023",
+        "Conversations with MQM-P leaders confirm the influence of the establishment | Facebook/MQM",
+        "The writer is a member of staff",
+        "Leave a Comment",
+        "KARACHI:",
+        "By John Smith",
+    ],
+)
+def test_page_furniture_is_boilerplate(sentence):
+    assert is_boilerplate(sentence)
+
+
+@pytest.mark.parametrize("sentence", ["By the way, he said the rally was a PSP event.", "Karachi: the city votes in February."])
+def test_reporting_is_not_boilerplate(sentence):
+    assert not is_boilerplate(sentence)
+
+
+def test_acronyms_the_corpus_defines_count_both_ways():
+    terms = QuestionTerms({"chief": 1.0, "minist": 1.0}, synonyms=[("cm", frozenset({"chief", "minist"}))])
+    assert terms.coverage(*terms.held(frozenset({"cm", "becom"}))) == 1.0
+    back = QuestionTerms({"cm": 1.0}, synonyms=[("cm", frozenset({"chief", "minist"}))])
+    assert back.coverage(*back.held(frozenset({"chief", "minist"}))) == 1.0
+
+
+def test_prefix_and_agent_nouns_count():
+    terms = QuestionTerms({"elect": 1.0, "found": 1.0}, universe={"election", "founder"})
+    assert terms.coverage(*terms.held(frozenset({"founder"}))) == 0.5  # "who founded": "founder", fully
+    assert 0.3 < terms.coverage(*terms.held(frozenset({"election"}))) < 0.5  # "elect" in "election", in part
+
+
+def _article(date):
+    return Article("a.md", "A story", "They hope to win 13 seats in 2024. It will be close.", source="Dawn", date=date)
+
+
+def test_coverage_note_when_the_question_is_after_the_newest_article():
+    article = _article("2023-12-10")
+    answer = Answer("q", True, (Passage(1, article, 0, 33, 1.0, 0, 33),), "They hope to win 13 seats in 2024.", 1)
+    note = coverage_note("Who won the 2024 election?", answer)
+    assert note.startswith("My newest article on this is from 10 Dec 2023")
+    # asking what was expected then is answered, not excused
+    assert coverage_note("How many seats do they hope to win in 2024?", answer) is None
+    # an outcome the lead only anticipates, with no year asked
+    assert "can't say how it turned out" in coverage_note("Did they win?", answer)
+    assert coverage_note("Who won the 2018 election?", answer) is None
+
+
+def test_a_caption_is_never_the_lead_and_the_age_of_the_articles_is_said(seed_answerer):
+    answer = seed_answerer.ask("Who won the 2024 election in Karachi?")
+    assert answer.found and answer.coverage_note.startswith("My newest article on this is from 10 Dec 2023")
+    assert not is_boilerplate(answer.best_sentence) and "Header image" not in answer.best_sentence
+    assert all("Header image" not in p.text for p in answer.passages)
+
+
+def test_the_lead_carries_the_evidence_its_type_needs(seed_answerer):
+    assert "Farooq Sattar, traveled to Islamabad" in seed_answerer.ask("Why was the January 31 protest called off?").best_sentence
+    assert "14 NA seats" in seed_answerer.ask("How many seats did PTI win in Karachi in 2018?").best_sentence
+    assert "Muttahida Qaumi Movement-Pakistan (MQM-P)" in seed_answerer.ask("What does MQM-P stand for?").best_sentence
+    assert "January" in seed_answerer.ask("When did the PSP merge into the MQM-P?").best_sentence
+
+
+def test_misspelt_names_are_answered(seed_answerer):
+    answer = seed_answerer.ask("where did mustafa kamaml hold his rally")
+    assert answer.found
+    assert seed_answerer.ask("Who is Farooq Satar allied with?").found
+
+
+def test_one_good_passage_is_a_complete_answer(seed_answerer):
+    """Passages below the relevance floor are not shown to fill slots; the lead's passage is [1]."""
+    answer = seed_answerer.ask("Who leads the Bahadurabad group?", 3)
+    assert answer.best_passage_rank == 1
+    assert len(answer.passages) < 3
+    everything = seed_answerer.ask("Who leads the Bahadurabad group?", 3, all_passages=True)
+    assert len(everything.passages) == 3
+
+
+def test_quotes_are_the_answering_sentence_and_a_neighbour(seed_answerer):
+    answer = seed_answerer.ask("Who leads the Bahadurabad group?")
+    lead_passage = answer.passages[0]
+    assert answer.best_sentence in lead_passage.text
+    assert len(lead_passage.text) <= 450 and lead_passage.text.count(". ") <= 2
+    assert lead_passage.chunk_start <= lead_passage.start < lead_passage.end <= lead_passage.chunk_end
+
+
+def test_an_urdu_question_not_about_the_articles_says_what_it_does_not_know(seed_answerer):
+    reply = seed_answerer.reply(Conversation(), "پنجاب کا وزیر اعلیٰ کون ہے؟")
+    assert reply.answer.found is False and reply.answer.unknown_names == ("پنجاب",)
+
+
+def test_conversation_gold_set_holds_its_measured_level(seed_answerer, seed_settings):
+    """``python -m bot eval conversation`` through the same service call: the levels measured
+    when this was written (README, "Asking"), so a change that loses them fails here."""
+    report = eval_conversation(seed_settings, answerer=seed_answerer, cost_rounds=0)
+    assert report["turns"] >= 120 and report["dialogues"] >= 40
+    assert report["small_talk_right"] == 1.0 and report["command_right"] == 1.0
+    assert report["lead_right"] >= 0.75
+    assert report["by_language"]["ur"]["right"] >= 0.75
+    assert report["by_language"]["roman_ur"]["right"] >= report["by_language"]["en"]["right"] - 0.05
+    assert report["not_found_right"] >= 0.8
+    assert report["classifier_accuracy"] >= 0.93
+    assert report["reply_chars"]["median"] < 1200
