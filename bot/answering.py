@@ -51,13 +51,10 @@ class AnswerParams:
     dense_weight: float = 0.25  # the chunk's cosine to the question
     type_bonus: float = 0.3  # the evidence the question type needs (date, number, place, cause...)
     weak_type_bonus: float = 0.1  # a name for who/which: nearly every news sentence has one
-    # A follow-up's lead by its distance in sentences from the previous lead (0: the same one).
-    nearby_bonus: tuple[float, ...] = (0.1, 0.2, 0.1, 0.05)
     question_penalty: float = 1.0  # a sentence that is itself a question never leads
     why_context_weight: float = 0.8  # for *why*, the cause often follows the sentence naming the event
-    tense_penalty: float = 0.2
+    tense_penalty: float = 0.2  # a question about what is coming answered by "the last elections"
     focus_penalty: float = 0.3  # a "what about X?" lead that does not name X
-    anticipation_bonus: float = 0.2  # asked about a year after the articles: what they expected  # a question about what is coming answered by "the last elections"
     former_penalty: float = 0.2  # "who is ..." answered by a "former ..."
     year_mismatch_penalty: float = 0.2  # the question names a year; the sentence names only others
     # A sentence of a retrieved article outside its retrieved passages may lead, this far behind.
@@ -250,7 +247,6 @@ class SentenceFeatures:
     past: bool  # "last", "previous", "former"...
     former: bool  # "former", "ex-", "erstwhile"...
     is_question: bool  # an interviewer's or a rhetorical question
-    anticipates: bool  # "will", "hopeful", "may", "predicts": what was expected then
     names: frozenset[str]  # multi-word capitalised names and acronyms
 
 
@@ -266,7 +262,6 @@ def sentence_features(sentence: str) -> SentenceFeatures:
         past=bool(_PAST_MARKER.search(sentence)),
         former=bool(_FORMER.search(sentence)),
         is_question=sentence.rstrip("”’\"' ").endswith("?"),
-        anticipates=bool(_ANTICIPATION_IN_ANSWER.search(sentence)),
         names=frozenset(_NAME_LIKE.findall(sentence)),
     )
 
@@ -374,16 +369,12 @@ class AnswerComposer:
         filters: dict | None = None,
         term_weight: Callable[[str], float] | None = None,
         shown: list[Hit] = (),
-        near: tuple[str, int] | None = None,
         all_passages: bool = False,
         acronyms: dict[str, tuple[str, ...]] | None = None,
-        lead_pool: list[Hit] = (),
         focus: str | None = None,
     ) -> Answer:
         """``acronyms``: those the corpus defines ("chief minister (CM)"), matched either way. ``shown``: spans already in front of the reader (earlier pages of "More sources");
-        quotes avoid their sentences. ``near``: (article id, start) of the previous answer's
-        lead: a follow-up's answer usually stands in the next few sentences. ``lead_pool``:
-        the hits ranked just below these, whose articles may hold the lead too. ``focus``: a
+        quotes avoid their sentences. ``focus``: a
         follow-up's new subject ("and what about Farooq Sattar?"): a lead that does not name it
         falls behind. ``all_passages``: no relevance floor and no lead
         from outside the passages (a page of "More sources" shows what was retrieved)."""
@@ -395,18 +386,18 @@ class AnswerComposer:
         weights = query_term_weights(weighed, term_weight) or query_term_weights(retrieval_query or question, term_weight)
         synonyms = acronym_keys(acronyms or {})
         sentences = self._score_sentences(
-            question, kind, hits, articles, weights, shown, near, elsewhere=not all_passages, synonyms=synonyms, lead_pool=lead_pool,
+            question, kind, hits, articles, weights, shown, elsewhere=not all_passages, synonyms=synonyms,
             focus=focus,
         )
         top = max(sentences, key=lambda s: s.choice) if sentences else None
         if top is not None and top.hit_index < 0:
             # The answering sentence lies outside the retrieved spans of its article: it
             # becomes the first passage, in place of the last one.
-            lead_hit = self._hit_around(top, [*hits, *lead_pool], articles)
+            lead_hit = self._hit_around(top, hits, articles)
             return self.compose(
                 question, [lead_hit, *hits[: max(1, len(hits) - 1)]], articles, first_rank=first_rank,
                 retrieval_query=retrieval_query, filters=filters, term_weight=term_weight, shown=shown,
-                near=near, all_passages=all_passages, acronyms=acronyms, lead_pool=lead_pool, focus=focus,
+                all_passages=all_passages, acronyms=acronyms, focus=focus,
             )  # fmt: skip
         best_by_hit: dict[int, _Sentence] = {}
         for sentence in sentences:
@@ -437,7 +428,7 @@ class AnswerComposer:
         if confidence < self.params.found_threshold or top is None:
             return Answer(question=question, found=False, passages=tuple(passages), confidence=round(confidence, 4), **extras)
         lead = articles[hits[top.hit_index].article_id].text[top.start : top.end]
-        answer = Answer(question, True, tuple(passages), lead, first_rank, confidence=round(confidence, 4), lead_start=top.start, **extras)
+        answer = Answer(question, True, tuple(passages), lead, first_rank, confidence=round(confidence, 4), **extras)
         return replace(answer, coverage_note=coverage_note(question, answer))
 
     def confidence(self, hits: list[Hit], top: _Sentence | None) -> float:
@@ -454,13 +445,12 @@ class AnswerComposer:
         return max(passage, 0.5 * dense + 0.5 * top.coverage)
 
     def _hit_around(self, sentence: _Sentence, hits: list[Hit], articles: dict[str, Article]) -> Hit:
-        # ``hits``: every hit whose article may hold the sentence (the pool included).
         """A passage for a lead found outside the retrieved spans: the sentence and its neighbours."""
         text = articles[sentence.article_id].text
         spans = _article_sentences(text)
         at = next(i for i, (a, _) in enumerate(spans) if a == sentence.start)
         lo, hi = max(0, at - 1), min(len(spans) - 1, at + 1)
-        source = max((h for h in hits if h.article_id == sentence.article_id), key=lambda h: h.score, default=hits[-1])
+        source = max((h for h in hits if h.article_id == sentence.article_id), key=lambda h: h.score)
         return Hit(sentence.article_id, spans[lo][0], spans[hi][1], source.score, source.dense, source.lexical, source.chunk_rows)
 
     def _score_sentences(
@@ -471,11 +461,9 @@ class AnswerComposer:
         articles: dict[str, Article],
         weights: dict[str, float],
         shown: list[Hit],
-        near: tuple[str, int] | None,
         *,
         elsewhere: bool = True,
         synonyms: list[tuple[str, frozenset[str]]] = (),
-        lead_pool: list[Hit] = (),
         focus: str | None = None,
     ) -> list[_Sentence]:
         """Every sentence of the passages, scored; with ``elsewhere``, also the other sentences
@@ -485,19 +473,10 @@ class AnswerComposer:
         asked_years = frozenset(_YEAR.findall(question))
         context_weight = p.why_context_weight if kind == WHY else p.context_weight
         future = bool(_FUTURE_QUESTION.search(question))
-        # A question about a year after every retrieved article: what they expected is the answer.
-        dates = [articles[h.article_id].date for h in hits if articles[h.article_id].date]
-        beyond = bool(asked_years and dates and max(int(y) for y in asked_years) > int(max(dates)[:4]))
         focus_keys = {k: 1.0 for k in _keys(focus)} if focus else {}
         present = bool(re.match(r"\s*(?:who|what|which)\s+(?:is|are)\b|\s*who[’']s\b", question, re.IGNORECASE))
         asked_words = [w for w in _WORD.findall(question) if w.lower() not in _QUESTION_WORDS and len(w) > 3]
         best_score = max((h.score for h in hits), default=1.0) or 1.0
-        near_article, near_position = None, None
-        if near is not None and near[0] in articles:
-            near_article = near[0]
-            starts = [a for a, _ in _article_sentences(articles[near_article].text)]
-            near_position = {a: i for i, a in enumerate(starts)}.get(near[1])
-            positions = {a: i for i, a in enumerate(starts)}
         sentences: list[_Sentence] = []
 
         groups: list[tuple[int, str, list[tuple[int, int]], float]] = []
@@ -533,16 +512,10 @@ class AnswerComposer:
                     bonus = p.weak_type_bonus if kind in (WHO, WHICH) else p.type_bonus
                 if asked_years and features.years and not (features.years & asked_years):
                     bonus -= p.year_mismatch_penalty  # "in 2018" is not answered by a sentence about 2024
-                if near_position is not None and article_id == near_article and start in positions:
-                    # A follow-up's answer usually stands beside the previous answer's lead.
-                    distance = abs(positions[start] - near_position)
-                    bonus += p.nearby_bonus[distance] if distance < len(p.nearby_bonus) else 0.0
                 if focus_terms is not None and focus_terms.coverage(*focus_terms.held(features.keys)) < 0.5:
                     bonus -= p.focus_penalty  # "and what about Farooq Sattar?" wants him named
                 if future and features.past:
                     bonus -= p.tense_penalty
-                if beyond and features.anticipates:
-                    bonus += p.anticipation_bonus
                 if features.is_question:
                     bonus -= p.question_penalty  # an interviewer's or a rhetorical question answers nothing
                 if present and features.former and any(re.search(rf"\b(?:former|ex-|erstwhile|then|late)\s+(?:[\w-]+\s+){{0,2}}{re.escape(w)}", sentence, re.IGNORECASE) for w in asked_words):
@@ -560,10 +533,8 @@ class AnswerComposer:
             covered[hit.article_id].extend(spans)
             score(i, hit.article_id, fresh or spans, p.passage_weight * (hit.score / best_score) + p.dense_weight * (hit.dense or 0.0))
         if elsewhere:
-            ranked = [*hits, *lead_pool]
-            for article_id in dict.fromkeys([*(h.article_id for h in ranked), *([near_article] if near_article else [])]):
-                mine = [h for h in ranked if h.article_id == article_id]
-                best = max(mine, key=lambda h: h.score) if mine else min(hits, key=lambda h: h.score)
+            for article_id in dict.fromkeys(h.article_id for h in hits):
+                best = max((h for h in hits if h.article_id == article_id), key=lambda h: h.score)
                 prior = p.passage_weight * (best.score / best_score) + p.dense_weight * (best.dense or 0.0) - p.elsewhere_penalty
                 taken = covered.get(article_id, [])
                 rest = [(a, b) for a, b in _article_sentences(articles[article_id].text) if not any(a < e and s < b for s, e in taken)]

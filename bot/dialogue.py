@@ -276,7 +276,6 @@ class Turn:
     lead: str | None  # the sentence the answer led with
     shown: int = 0  # passages shown so far ("more" continues after them)
     language: str = "en"
-    lead_at: tuple[str, int] | None = None  # (article id, start) of the lead: follow-ups look nearby
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,6 @@ from bot.types import Answer, Article
 
 log = logging.getLogger(__name__)
 
-# The articles of the hits ranked just below the shown ones may hold the lead too (the
-# answering sentence of an article whose best chunk ranked 5th). Measured on the
-# conversation gold set: see README, "Asking".
-LEAD_POOL = 3
 MAX_QUESTION_CHARS = 1000  # longer input is cut: nobody types more, and it would dilute the search
 
 
@@ -165,20 +161,19 @@ class QuestionAnswerer:
         understood = understand(classified.text, self.serving.vocabulary)
         if not understood.text:
             return Reply("not_understood", not_understood_reply(understood), classified=classified)
-        question, note, near, focus = understood.text, None, None, None
+        question, note, focus = understood.text, None, None
         # A translated question is classified again: "aur Farooq Sattar?" is "and Farooq Sattar?".
         if previous is not None and (classified.kind == dialogue.FOLLOW_UP or (understood.language != ENGLISH and dialogue.looks_like_follow_up(question))):
             resolved = dialogue.resolve(question, previous)
-            question, note, near, focus = resolved.question, resolved.note, previous.lead_at, resolved.focus
-        answer = self.ask(question, top_k, filters=filters, near=near, focus=focus)
+            question, note, focus = resolved.question, resolved.note, resolved.focus
+        answer = self.ask(question, top_k, filters=filters, focus=focus)
         answer = replace(answer, question=message, context_note=note, language=understood.language)
         if understood.unknown and answer.found:
             # An Urdu word that is neither in the lexicon nor a corpus name, in a question that
             # names nothing the articles know ("پنجاب کا وزیر اعلیٰ کون ہے؟").
             answer = replace(answer, found=False, unknown_names=understood.unknown)
         if answer.found:
-            lead_article = next(p.article.article_id for p in answer.passages if p.rank == answer.best_passage_rank)
-            conversation.remember(Turn(question, answer.best_sentence, len(answer.passages), understood.language, (lead_article, answer.lead_start)))
+            conversation.remember(Turn(question, answer.best_sentence, len(answer.passages), understood.language))
         return Reply("answer", answer=answer, classified=classified)
 
     def more(self, conversation: Conversation, top_k: int | None = None, filters: Filters | None = None) -> Answer | None:
@@ -199,15 +194,13 @@ class QuestionAnswerer:
         *,
         offset: int = 0,
         filters: Filters | None = None,
-        near: tuple[str, int] | None = None,
         focus: str | None = None,
         all_passages: bool = False,
     ) -> Answer:
         """Answer one question on its own (English, Roman Urdu or Urdu script).
 
         ``offset`` skips passages already shown ("More sources"), which are then all shown
-        (``all_passages``); ``near``: where the previous answer's lead stands (a follow-up looks nearby);
-        ``focus``: what a "what about X?" follow-up is about (the lead must name it).
+        (``all_passages``); ``focus``: what a "what about X?" follow-up is about (the lead must name it).
         """
         question = " ".join(question.split())[:MAX_QUESTION_CHARS]
         serving = self.serving
@@ -223,22 +216,19 @@ class QuestionAnswerer:
         ) + understood.unknown  # fmt: skip
         k = top_k or self.settings.top_k
         vector = serving.retriever.embed_query(search_text)
-        pool = 0 if (all_passages or offset) else LEAD_POOL
-        ranked = serving.retriever.search(search_text, offset + k + pool, filters, vector, page=k)
+        ranked = serving.retriever.search(search_text, offset + k, filters, vector, page=k)
         answer = self.composer.compose(
             corrected,
-            ranked[offset : offset + k],
+            ranked[offset:],
             serving.index.articles,
             first_rank=offset + 1,
             retrieval_query=search_text,
             filters=(filters or Filters()).to_dict(),
             term_weight=serving.index.lexical.idf,
             shown=ranked[:offset],
-            near=near,
             focus=focus,
             all_passages=all_passages or offset > 0,
             acronyms=serving.vocabulary.acronyms,
-            lead_pool=ranked[offset + k :],
         )
         answer = replace(answer, question=question, language=understood.language, unknown_names=unknown)
         if unknown and answer.found and offset == 0:

@@ -99,5 +99,4 @@ class Answer:
     language: str = "en"  # the language the question was asked in (en, roman_ur, ur)
     unknown_names: tuple[str, ...] = ()  # names in the question that no article mentions
     understood: bool = True  # False: a language or script we cannot read
-    lead_start: int | None = None  # where the lead sentence starts in its passage's article
     confidence: float | None = None  # what the not-found decision read (see AnswerComposer.confidence)
