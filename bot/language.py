@@ -124,6 +124,30 @@ _URDU_INITIAL = {"ح": "h", "ہ": "h", "و": "w", "ی": "y"}
 _URDU_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 _URDU_PUNCTUATION = str.maketrans({"؟": " ", "،": " ", "۔": " ", "٫": " ", "؛": " ", "!": " ", "?": " ", ",": " ", ".": " "})
 
+@dataclass(frozen=True)
+class _WordTables:
+    question_words: dict[str, str]
+    lexicon: dict[str, str]
+    function_words: frozenset[str]
+
+
+ROMAN = _WordTables(ROMAN_QUESTION_WORDS, ROMAN_LEXICON, ROMAN_FUNCTION_WORDS)
+URDU_WORDS = _WordTables(URDU_QUESTION_WORDS, URDU_LEXICON, URDU_FUNCTION_WORDS)
+
+
+def _read_word(word: str, tables: _WordTables, words: list[str], asking: list[str | None]) -> bool:
+    """One word through a language's tables: the first question word sets ``asking[0]``, the
+    lexicon adds English words, function words vanish. False: the tables do not know it."""
+    if word in tables.question_words and asking[0] is None:
+        asking[0] = tables.question_words[word]
+    elif word in tables.lexicon:
+        if tables.lexicon[word]:
+            words.append(tables.lexicon[word])
+    elif word not in tables.function_words and word not in tables.question_words:
+        return False
+    return True
+
+
 # -- what we say when a language is not understood -----------------------------------------
 
 NOT_UNDERSTOOD = {
@@ -191,7 +215,7 @@ def _question_first(question_word: str | None, words: list[str]) -> str:
 
 def roman_urdu_to_english(text: str, vocabulary: Vocabulary | None = None) -> str:
     """'MQM-P ka convener kaun hai?' -> 'Who convener MQM-P?': a bag of English words."""
-    question_word = None
+    asking: list[str | None] = [None]  # the question word, once found
     words: list[str] = []
     tokens = re.findall(r"[\w’'-]+", text)
     honorific = bool(tokens) and tokens[-1].lower() in ("hain", "thay", "the")
@@ -202,22 +226,15 @@ def roman_urdu_to_english(text: str, vocabulary: Vocabulary | None = None) -> st
             skip = False
             continue
         pair = f"{lower} {tokens[n + 1].lower()}" if n + 1 < len(tokens) else ""
-        if pair in ROMAN_QUESTION_WORDS and question_word is None:
-            question_word, skip = ROMAN_QUESTION_WORDS[pair], True
+        if pair in ROMAN_QUESTION_WORDS and asking[0] is None:
+            asking[0], skip = ROMAN_QUESTION_WORDS[pair], True
         elif lower in ("woh", "wo", "vo", "voh"):
             words.append("he" if honorific else "that")  # woh ... hain: "he" (respectful); else "that"
         elif len(token) > 1 and token.isupper():
             words.append(token)  # an acronym (NA, PTI), never a function word ("na" = not)
-        elif lower in ROMAN_QUESTION_WORDS and question_word is None:
-            question_word = ROMAN_QUESTION_WORDS[lower]
-        elif lower in ROMAN_LEXICON:
-            if ROMAN_LEXICON[lower]:
-                words.append(ROMAN_LEXICON[lower])
-        elif lower in ROMAN_FUNCTION_WORDS or lower in ROMAN_QUESTION_WORDS:
-            continue
-        else:
-            words.append(token)
-    return _question_first(question_word, words)
+        elif not _read_word(lower, ROMAN, words, asking):
+            words.append(token)  # English words and names are written as in English already
+    return _question_first(asking[0], words)
 
 
 def _urdu_skeleton(word: str) -> str:
@@ -234,7 +251,7 @@ def urdu_to_english(text: str, vocabulary: Vocabulary | None) -> str:
     """An Urdu-script question as English words: lexicon, acronyms, and names by skeleton."""
     clean = text.translate(_URDU_DIGITS).translate(_URDU_PUNCTUATION).replace("\u200c", "")
     tokens = clean.split()
-    question_word = None
+    asking: list[str | None] = [None]  # the question word, once found
     words: list[str] = []
     unmatched: list[str] = []
     honorific = bool(tokens) and tokens[-1] in ("ہیں", "تھے")
@@ -247,8 +264,8 @@ def urdu_to_english(text: str, vocabulary: Vocabulary | None) -> str:
     while i < len(tokens):
         token = tokens[i]
         pair = f"{token} {tokens[i + 1]}" if i + 1 < len(tokens) else None
-        if pair and pair in URDU_QUESTION_WORDS and question_word is None:
-            question_word = URDU_QUESTION_WORDS[pair]
+        if pair and pair in URDU_QUESTION_WORDS and asking[0] is None:
+            asking[0] = URDU_QUESTION_WORDS[pair]
             i += 2
             continue
         if pair and pair in URDU_LEXICON:
@@ -270,12 +287,7 @@ def urdu_to_english(text: str, vocabulary: Vocabulary | None) -> str:
             i -= 1  # a lone letter name is an ordinary word ("پی" = drank); read it as one
         if token == "وہ":
             words.append("he" if honorific else "that")  # وہ ... ہیں: "he" (respectful); else "that"
-        elif token in URDU_QUESTION_WORDS and question_word is None:
-            question_word = URDU_QUESTION_WORDS[token]
-        elif token in URDU_LEXICON:
-            if URDU_LEXICON[token]:
-                words.append(URDU_LEXICON[token])
-        elif token in URDU_FUNCTION_WORDS or token in URDU_QUESTION_WORDS:
+        elif _read_word(token, URDU_WORDS, words, asking):
             pass
         elif token.isascii():
             words.append(token)  # Latin letters or digits inside an Urdu question
@@ -292,6 +304,7 @@ def urdu_to_english(text: str, vocabulary: Vocabulary | None) -> str:
             else:
                 unmatched.append(token)
         i += 1
+    question_word = asking[0]
     if yes_no and question_word is None:
         question_word = yes_no
     elif question_word in ("who", "what") and tokens and tokens[-1] in ("ہے", "ہیں") and "he" not in words:
