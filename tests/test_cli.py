@@ -86,6 +86,26 @@ def test_console_chat_answers_until_end_of_input(workdir):
     assert result.returncode == 0, result.stderr
     assert "Ask about 2 articles" in result.stdout
     assert "Khalid Maqbool Siddiqui" in result.stdout and "couldn't find" in result.stdout
+    assert "Header image" not in result.stdout
+
+
+def test_console_chat_is_the_same_conversation_as_telegram(workdir):
+    """Small talk, a resolved follow-up, /more, /sources, /help and /reset, as in the bot."""
+    root, _ = workdir
+    lines = [
+        "hi", "When did the PSP merge into the MQM-P?", "and what about Farooq Sattar?", "/more", "/sources",
+        "/help", "/reset", "thanks!",
+    ]  # fmt: skip
+    result = run_bot("chat", cwd=root, stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Hello! Ask me about the news" in out  # small talk, not news
+    assert "Reading this as: “When did Farooq Sattar merge into the MQM-P?”" in out
+    assert "MQM-P groups increasingly separate" in out  # /sources lists the articles
+    assert "/reset start over" in out  # /help
+    assert "I've forgotten the previous questions" in out  # /reset
+    assert "You're welcome!" in out
+    assert out.count("Sources") >= 2  # the answers and the /more page are cited
 
 
 def test_sources_lists_the_articles(workdir):

@@ -352,3 +352,32 @@ def test_loading_does_not_need_the_build_lock(built):
         thread.start()
         thread.join(20)
         assert done and np.isfinite(done[0].vectors_array()).all()
+
+
+# -- the serving side -------------------------------------------------------------------------
+
+
+def test_a_running_answerer_keeps_its_index_when_a_rebuilt_one_is_damaged(built, monkeypatch):
+    """The watcher's reload: a damaged build is refused once and remembered (not re-read on
+    every poll); the next good build is switched to; an older build never replaces a newer one."""
+    from bot.service import QuestionAnswerer
+
+    answerer = QuestionAnswerer(built, FakeEmbedder()).load()
+    serving = answerer.build_id
+    write_article(built.corpus_dir, "new.md", "Article new", "A new article about topic9 and more.", source="Wire")
+    build_index(built, FakeEmbedder(), progress=False)
+    chunks = _build_dir(built) / "chunks.jsonl"
+    lines = chunks.read_text().splitlines()
+    chunks.write_text("\n".join(reversed(lines)) + "\n")
+    with pytest.raises(IndexCorruptError):
+        answerer.reload_if_changed()
+    assert answerer.build_id == serving
+    reads = []
+    monkeypatch.setattr("bot.service.load_index", lambda *a, **k: reads.append(a) or pytest.fail("re-read"))
+    assert answerer.reload_if_changed() is False and reads == []  # remembered, not read again
+    monkeypatch.undo()
+    build_index(built, FakeEmbedder(), full=True, progress=False)
+    assert answerer.reload_if_changed() is True and answerer.build_id != serving
+    newer = answerer.serving.index
+    older = load_index(built.index_dir)  # the same build: not newer, so not swapped in
+    assert not older.supersedes(newer)
