@@ -22,7 +22,6 @@ The metric functions are small and pure so they can be checked by hand.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import statistics
