@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from bot.config import Settings
@@ -243,6 +244,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings = None
     try:
         settings = settings_from_args(args)
         # The bot is a service and logs at LOG_LEVEL; console commands (the chat that `start`
@@ -269,8 +271,28 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into `head`
         return 0
     except Exception as exc:  # a bug: one line for the user, the traceback with -v
-        if args.verbose:
-            raise
-        log.debug("unexpected error", exc_info=True)
-        print(f"error: unexpected {type(exc).__name__}: {exc} (run again with -v for details)", file=sys.stderr)
+        token = _token_to_hide(settings)
+        if args.verbose:  # the traceback, with the token taken out (PTB's messages quote it)
+            print(_redact(traceback.format_exc(), token), end="", file=sys.stderr)
+            return 1
+        message = " ".join(_redact(str(exc), token).split())
+        print(f"error: unexpected {type(exc).__name__}: {message} (run again with -v for details)", file=sys.stderr)
         return 1
+
+
+def _token_to_hide(settings: Settings | None) -> str:
+    """The bot token from the settings, or straight from the environment if they failed to load."""
+    import os
+
+    if settings is not None:
+        return settings.telegram_bot_token.strip()
+    return os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+
+
+def _redact(text: str, token: str) -> str:
+    """``text`` with the bot token (and its secret half alone) replaced."""
+    if not token:
+        return text
+    text = text.replace(token, "[redacted-token]")
+    secret = token.partition(":")[2]
+    return text.replace(secret, "[redacted-token]") if len(secret) >= 8 else text

@@ -79,6 +79,8 @@ _SMALL_TALK: dict[SmallTalk, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 _SMALL_TALK_KIND = {phrase: kind for kind, phrases in _SMALL_TALK.items() for phrase in phrases}
+# Small talk only when it is the whole message: "what?" is "pardon?", "what about Kamal?" is not.
+_SMALL_TALK_ALONE = {"what": SmallTalk.ACK, "huh": SmallTalk.ACK, "sorry": SmallTalk.ACK, "pardon": SmallTalk.ACK, "come again": SmallTalk.ACK}
 _SMALL_TALK_PREFIX = re.compile(
     r"^(?:" + "|".join(re.escape(p) for p in sorted(_SMALL_TALK_KIND, key=len, reverse=True)) + r")\b[\s,.!;:—–-]*",
     re.IGNORECASE,
@@ -198,8 +200,8 @@ def classify(message: str, *, has_context: bool = False) -> Classified:
         return Classified(SMALL_TALK, text, small_talk=SmallTalk.ACK)
     if _is_emoji_only(text):
         return Classified(SMALL_TALK, text, small_talk=SmallTalk.ACK)
-    if normal in _SMALL_TALK_KIND:
-        return Classified(SMALL_TALK, text, small_talk=_SMALL_TALK_KIND[normal])
+    if normal in _SMALL_TALK_KIND or normal in _SMALL_TALK_ALONE:
+        return Classified(SMALL_TALK, text, small_talk=_SMALL_TALK_KIND.get(normal) or _SMALL_TALK_ALONE[normal])
     # Small talk in front of a question ("thanks, and who is Tessori?"): the question counts.
     rest, first_kind = text, None
     while True:
@@ -276,6 +278,7 @@ class Turn:
     lead: str | None  # the sentence the answer led with
     shown: int = 0  # passages shown so far ("more" continues after them)
     language: str = "en"
+    quoted: tuple[tuple[str, int, int], ...] = ()  # (article id, start, end) of every quote shown
 
 
 @dataclass(frozen=True)
@@ -318,7 +321,9 @@ def _subject_for(pronouns: set[str], previous: Turn) -> str | None:
     wanted = ("person", "word") if pronouns & _PERSON_PRONOUNS else ("organisation", "acronym")
     asked = own_names(prev)
     answered = [n for n in _names_in(previous.lead or "") if not all(w in prev for w in n.split())]
-    pools = [answered, asked] if prev.lower().startswith(("who", "whom")) else [asked, answered]
+    # "Who leads X?" is answered by a name; "Who is Kamran Tessori?" already names its person.
+    asks_for_a_name = prev.lower().startswith(("who", "whom")) and not re.match(r"who\s+(?:is|was|are|were)\s+[A-Z]", prev, re.IGNORECASE)
+    pools = [answered, asked] if asks_for_a_name else [asked, answered]
     for shapes in (wanted[:1], wanted):
         for pool in pools:
             for name in pool:
@@ -419,9 +424,9 @@ class Conversation:
         self.last = turn
         self.updated = time.monotonic()
 
-    def showed_more(self, count: int) -> None:
+    def showed_more(self, count: int, quoted: tuple[tuple[str, int, int], ...] = ()) -> None:
         if self.last is not None:
-            self.last = replace(self.last, shown=self.last.shown + count)
+            self.last = replace(self.last, shown=self.last.shown + count, quoted=self.last.quoted + quoted)
 
     def reset(self) -> None:
         self.last = None

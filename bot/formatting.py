@@ -76,14 +76,18 @@ def grouped_sources(passages) -> list[tuple[list[int], Article]]:
 
 
 def answer_to_text(answer: Answer, *, lead: bool = True) -> str:
-    lines = [note for note in (answer.context_note, answer.coverage_note) if note]
-    if lead or not answer.found:
+    """``lead=False``: a page of "more", its passages whatever the not-found decision said."""
+    if not lead:
+        lines = []
+    else:
+        lines = [note for note in (answer.context_note, answer.coverage_note) if note]
         lines.append(answer_summary(answer))
-    if not answer.found:
-        lines.append(NOT_FOUND_HINT)
-        return "\n".join(lines)
+        if not answer.found:
+            lines.append(NOT_FOUND_HINT)
+            return "\n".join(lines)
     for passage in answer.passages:
-        lines.append("")
+        if lines:
+            lines.append("")
         lines.append(f"[{passage.rank}] “{_one_line(passage.text)}”")
     lines.append("")
     lines.append("Sources")

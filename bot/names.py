@@ -61,6 +61,9 @@ def consonant_skeleton(word: str) -> str:
     return _DOUBLE.sub(r"\1", head + rest)
 
 
+_SENTENCE_OPENING = re.compile(r"(?:[.!?:]|\n)[\s“\"‘'(]*$")
+
+
 def _plain(word: str) -> str:
     """Lower case, one kind of apostrophe, no possessive: "Maqbol's" -> "maqbol"."""
     return re.sub(r"'s$", "", word.lower().replace("’", "'"))
@@ -74,22 +77,31 @@ class Vocabulary:
         capitalised: Counter[str] = Counter()
         forms: dict[str, Counter[str]] = defaultdict(Counter)
         texts_seen: list[str] = []
+        counts_opening: Counter[str] = Counter()
         for text in texts:
             texts_seen.append(text)
-            for whole in _WORD.findall(text):
+            for match in _WORD.finditer(text):
+                whole = match.group(0)
+                # A capital at the start of a sentence or line says nothing about being a name.
+                opening = _SENTENCE_OPENING.search(text, max(0, match.start() - 3), match.start()) is not None or match.start() == 0
                 # "Tehreek-i-Insaf" is also "Tehreek" and "Insaf" to a reader
                 parts = [whole, *(p for p in whole.split("-") if len(p) > 1)] if "-" in whole else [whole]
                 for word in parts:
                     lower = word.lower().replace("’", "'")
                     counts[lower] += 1
                     forms[lower][word] += 1
-                    if word[0].isupper():
+                    if word[0].isupper() and not opening:
                         capitalised[lower] += 1
+                    elif opening:
+                        counts_opening[lower] += 1
         self.counts = counts
         self._form = {w: f.most_common(1)[0][0] for w, f in forms.items()}
         self.acronyms = find_acronyms(texts_seen)
         self._initialisms = _initialisms(texts_seen)
-        self.names = sorted(w for w, n in counts.items() if len(w) >= MIN_NAME_LENGTH and capitalised[w] >= NAME_SHARE * n)
+        self.names = sorted(
+            w for w, n in counts.items()
+            if len(w) >= MIN_NAME_LENGTH and capitalised[w] > 0 and capitalised[w] >= NAME_SHARE * (n - counts_opening[w])
+        )  # fmt: skip
         self._name_set = frozenset(self.names)
         self._by_key: dict[str, list[str]] = defaultdict(list)
         self._by_skeleton: dict[str, list[str]] = defaultdict(list)
@@ -99,6 +111,11 @@ class Vocabulary:
 
     def is_name(self, word: str) -> bool:
         return _plain(word) in self._name_set
+
+    def names_capitalised(self, text: str) -> str:
+        """Names a reader typed in lower case, as the corpus writes them ("kamran tessori" ->
+        "Kamran Tessori"), so follow-ups and notes can find and show them."""
+        return _WORD.sub(lambda m: self.form(m.group(0)) if m.group(0).islower() and m.group(0) in self._name_set else m.group(0), text)
 
     def knows(self, word: str) -> bool:
         return _plain(word) in self.counts

@@ -24,7 +24,7 @@ from bot.language import ENGLISH, not_understood_reply, understand
 from bot.names import Vocabulary, expand_names, name_words
 from bot.retrieval import Filters, RetrievalParams, Retriever
 from bot.store import StoredIndex, current_build_id, load_index
-from bot.types import Answer, Article
+from bot.types import Answer, Article, Hit
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,11 @@ class _Serving:
     index: StoredIndex
     retriever: Retriever
     vocabulary: Vocabulary = field(compare=False)
+
+
+def quoted_spans(answer: Answer) -> tuple[tuple[str, int, int], ...]:
+    """Where each quote of an answer stands: what "more" must not quote again."""
+    return tuple((p.article.article_id, p.start, p.end) for p in answer.passages)
 
 
 def corpus_vocabulary(index: StoredIndex) -> Vocabulary:
@@ -161,7 +166,7 @@ class QuestionAnswerer:
         understood = understand(classified.text, self.serving.vocabulary)
         if not understood.text:
             return Reply("not_understood", not_understood_reply(understood), classified=classified)
-        question, note, focus = understood.text, None, None
+        question, note, focus = self.serving.vocabulary.names_capitalised(understood.text), None, None
         # A translated question is classified again: "aur Farooq Sattar?" is "and Farooq Sattar?".
         if previous is not None and (classified.kind == dialogue.FOLLOW_UP or (understood.language != ENGLISH and dialogue.looks_like_follow_up(question))):
             resolved = dialogue.resolve(question, previous)
@@ -173,7 +178,7 @@ class QuestionAnswerer:
             # names nothing the articles know ("پنجاب کا وزیر اعلیٰ کون ہے؟").
             answer = replace(answer, found=False, unknown_names=understood.unknown)
         if answer.found:
-            conversation.remember(Turn(question, answer.best_sentence, len(answer.passages), understood.language))
+            conversation.remember(Turn(question, answer.best_sentence, len(answer.passages), understood.language, quoted_spans(answer)))
         return Reply("answer", answer=answer, classified=classified)
 
     def more(self, conversation: Conversation, top_k: int | None = None, filters: Filters | None = None) -> Answer | None:
@@ -181,8 +186,8 @@ class QuestionAnswerer:
         turn = conversation.context()
         if turn is None:
             return None
-        answer = self.ask(turn.question, top_k, offset=turn.shown, filters=filters, all_passages=True)
-        conversation.showed_more(len(answer.passages))
+        answer = self.ask(turn.question, top_k, offset=turn.shown, filters=filters, all_passages=True, quoted=turn.quoted)
+        conversation.showed_more(len(answer.passages), quoted_spans(answer))
         return answer
 
     # -- questions -----------------------------------------------------------------
@@ -196,11 +201,13 @@ class QuestionAnswerer:
         filters: Filters | None = None,
         focus: str | None = None,
         all_passages: bool = False,
+        quoted: tuple[tuple[str, int, int], ...] = (),
     ) -> Answer:
         """Answer one question on its own (English, Roman Urdu or Urdu script).
 
         ``offset`` skips passages already shown ("More sources"), which are then all shown
-        (``all_passages``); ``focus``: what a "what about X?" follow-up is about (the lead must name it).
+        (``all_passages``); ``focus``: what a "what about X?" follow-up is about (the lead must name it);
+        ``quoted``: (article id, start, end) of quotes already shown, which are not quoted again.
         """
         question = " ".join(question.split())[:MAX_QUESTION_CHARS]
         serving = self.serving
@@ -225,7 +232,7 @@ class QuestionAnswerer:
             retrieval_query=search_text,
             filters=(filters or Filters()).to_dict(),
             term_weight=serving.index.lexical.idf,
-            shown=ranked[:offset],
+            shown=[*ranked[:offset], *(Hit(article_id, start, end, 0.0) for article_id, start, end in quoted)],
             focus=focus,
             all_passages=all_passages or offset > 0,
             acronyms=serving.vocabulary.acronyms,

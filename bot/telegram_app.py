@@ -30,7 +30,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -77,6 +77,8 @@ EMPTY_REPLY = "Please type a question in words, for example: “{example}”"
 ERROR_REPLY = "Sorry, something went wrong while answering. Please try again in a moment."
 REFUSED_REPLY = "Sorry, this bot is private. Ask its owner to add you if you need access."
 EXPIRED_REPLY = "This answer has expired; please ask the question again."
+RATE_LIMIT_REPLY = "You are asking faster than I can keep up: please wait {seconds} seconds."
+UNKNOWN_COMMAND_REPLY = "I don't know the command {command}. Send /help to see what I can do, or just type your question."
 REDACTED = "[redacted-token]"
 
 
@@ -138,6 +140,7 @@ class AnswerState:
     question: str  # the question as answered (a follow-up resolved, Urdu read as English)
     shown: int
     passages: dict[int, Passage] = field(default_factory=dict)
+    busy: bool = False  # a "More sources" search is running (a double tap must not repeat the page)
 
 
 @dataclass
@@ -314,8 +317,11 @@ def _conversation_key(update: Update):
     return chat.id if chat.type == ChatType.PRIVATE or user is None else (chat.id, user.id)
 
 
-async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, question: str) -> None:
-    """Answer one message in the chat it came from: classified, typing, core in a thread, HTML reply."""
+async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, question: str, *, counted: bool = False) -> None:
+    """Answer one message in the chat it came from: classified, typing, core in a thread, HTML reply.
+
+    ``counted``: the caller already charged this to the user's questions-per-minute (a button).
+    """
     state = _state(context)
     message = update.effective_message
     chat = update.effective_chat
@@ -323,10 +329,10 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
     if not re.search(r"\w", question) and classify(question).kind != SMALL_TALK:
         await context.bot.send_message(chat.id, EMPTY_REPLY.format(example=_example(context)))
         return
-    if classify(question).kind in (QUESTION, FOLLOW_UP):  # small talk and commands cost nothing
+    if not counted and classify(question).kind in (QUESTION, FOLLOW_UP):  # small talk and commands cost nothing
         wait = state.rate_limiter.wait_seconds(user.id if user else chat.id)
         if wait:
-            await context.bot.send_message(chat.id, f"You are asking faster than I can keep up: please wait {wait} seconds.")
+            await context.bot.send_message(chat.id, RATE_LIMIT_REPLY.format(seconds=wait))
             return
 
     conversation = state.conversations.of(_conversation_key(update))
@@ -450,6 +456,27 @@ async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if not await _allowed(update, context):
         return
     await message.reply_text(NON_TEXT_REPLY.format(example=_example(context)))
+
+
+async def on_unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A command the bot does not have: point to /help (private chats, or ``/cmd@thisbot`` in groups).
+
+    ``/cmd@otherbot`` is for another bot and is ignored; so is a bare ``/cmd`` in a group,
+    where it may be meant for any bot there.
+    """
+    message = update.effective_message
+    chat = update.effective_chat
+    word = (message.text or "").split(maxsplit=1)[0] if (message.text or "").strip() else ""
+    name, at, addressee = word[1:].partition("@")
+    username = context.bot.username or ""
+    if at and addressee.lower() != username.lower():
+        return  # addressed to another bot
+    if chat.type != ChatType.PRIVATE and not at:
+        return
+    if not await _allowed(update, context):
+        return
+    command = "/" + (name[:32] + ("…" if len(name) > 32 else ""))
+    await message.reply_text(UNKNOWN_COMMAND_REPLY.format(command=command))
 
 
 async def on_edited(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -577,13 +604,15 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 text, parse_mode=ParseMode.HTML, reply_markup=markup, link_preview_options=LinkPreviewOptions(is_disabled=True)
             )
         return
-    if kind == "e":
+    if kind == "e":  # an example question: a search, so it counts toward the rate limit
+        if await _over_rate_limit(context, query):
+            return
         await _ack(context, query)
         index = int(rest) if rest.isdigit() else 0
         examples = state.settings.example_questions
         question = examples[index % len(examples)]
         await context.bot.send_message(chat_id, f"“{question}”")
-        await answer_question(update, context, question)
+        await answer_question(update, context, question, counted=True)
         return
     key, _, rank = rest.partition(":")
     answer_state: AnswerState | None = state.answers.fetch(key)
@@ -599,18 +628,38 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         parts = render_full_passage(passage, passage.chunk_start, passage.chunk_end)
         await _send_parts(context, chat_id, parts, None, None)
         return
-    await _ack(context, query)
-    async with typing(context, chat_id):
-        answer = await asyncio.to_thread(
-            state.answerer.ask, answer_state.question, state.settings.top_k, offset=answer_state.shown, all_passages=True
-        )
-    if not answer.passages:
-        await context.bot.send_message(chat_id, "There are no more passages about this.")
+    # "More sources": a double tap (two presses arriving together) shows the next page once.
+    # The check and the flag are set with no await in between, so concurrent presses see it.
+    if answer_state.busy:
+        await _ack(context, query)
         return
-    answer_state.shown += len(answer.passages)
-    answer_state.passages.update({p.rank: p for p in answer.passages})
-    more = len(answer.passages) == state.settings.top_k
-    await _send_parts(context, chat_id, render_more(answer), _keyboard(key, answer, more), None)
+    if await _over_rate_limit(context, query):
+        return
+    answer_state.busy = True
+    try:
+        await _ack(context, query)
+        async with typing(context, chat_id):
+            answer = await asyncio.to_thread(
+                state.answerer.ask, answer_state.question, state.settings.top_k, offset=answer_state.shown, all_passages=True
+            )
+        if not answer.passages:
+            await context.bot.send_message(chat_id, "There are no more passages about this.")
+            return
+        answer_state.shown += len(answer.passages)
+        answer_state.passages.update({p.rank: p for p in answer.passages})
+        more = len(answer.passages) == state.settings.top_k
+        await _send_parts(context, chat_id, render_more(answer), _keyboard(key, answer, more), None)
+    finally:
+        answer_state.busy = False
+
+
+async def _over_rate_limit(context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery) -> bool:
+    """A button that runs a search counts as a question; over the limit, say so in an alert."""
+    wait = _state(context).rate_limiter.wait_seconds(query.from_user.id)
+    if not wait:
+        return False
+    await _ack(context, query, RATE_LIMIT_REPLY.format(seconds=wait), alert=True)
+    return True
 
 
 # -- errors, start-up, shutdown -----------------------------------------------------------
@@ -686,6 +735,7 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED, on_edited))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, on_text))
+    pass
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.TEXT & ~filters.StatusUpdate.ALL, on_unsupported))
     app.add_error_handler(on_error)
     return app
@@ -719,16 +769,71 @@ def webhook_options(settings: Settings) -> dict:
     }
 
 
+DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+
+
+def redact(text: str, token: str) -> str:
+    """``text`` with the token (and its secret half alone) replaced by ``[redacted-token]``."""
+    token = token.strip()
+    if not token:
+        return text
+    text = text.replace(token, REDACTED)
+    secret = token.partition(":")[2]
+    return text.replace(secret, REDACTED) if len(secret) >= 8 else text
+
+
+def startup_error(exc: TelegramError, settings: Settings) -> ConfigError | None:
+    """The one line for a start-up failure the user can fix (never quoting the token), or None.
+
+    PTB's own messages quote the token ("The token `…` was rejected by the server."), so
+    nothing of the exception's text is reused except a network reason, and that redacted.
+    """
+    base = (settings.telegram_base_url or DEFAULT_BASE_URL).rstrip("/")
+    if isinstance(exc, InvalidToken):
+        where = " (and TELEGRAM_BASE_URL, which must end in /bot)" if settings.telegram_base_url else ""
+        return ConfigError(f"Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN in .env or the environment{where}")
+    if isinstance(exc, NetworkError):  # TimedOut included
+        reason = " ".join(redact(str(exc), settings.telegram_bot_token).split()) or type(exc).__name__
+        return ConfigError(
+            f"cannot reach the Telegram Bot API at {redact(base, settings.telegram_bot_token)}: {reason}; "
+            "check the network or TELEGRAM_BASE_URL"
+        )
+    return None
+
+
+async def check_bot_api(settings: Settings) -> None:
+    """Ask the Bot API who we are before loading anything: a bad token or no network is one line."""
+    from telegram import Bot
+
+    kwargs = {"base_url": settings.telegram_base_url.rstrip("/")} if settings.telegram_base_url else {}
+    bot = Bot(settings.require_token(), **kwargs)
+    try:
+        async with bot:  # initialize() calls getMe
+            pass
+    except TelegramError as exc:
+        error = startup_error(exc, settings)
+        if error is None:
+            raise
+        raise error from None
+
+
 def run_bot(settings: Settings) -> None:
     """Load the model and index once, then serve by long polling (or webhook, if configured)."""
     token = settings.require_token()
     install_token_redaction(token)
     options = webhook_options(settings) if settings.telegram_webhook_url else None
+    asyncio.run(check_bot_api(settings))
     answerer = QuestionAnswerer(settings).load()
     app = build_application(settings, answerer)
-    if options:
-        log.info("serving by webhook on %s:%s", options["listen"], options["port"])
-        app.run_webhook(**options)
-    else:
-        log.info("serving by long polling")
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
+    try:
+        if options:
+            log.info("serving by webhook on %s:%s", options["listen"], options["port"])
+            app.run_webhook(**options)
+        else:
+            log.info("serving by long polling")
+            app.run_polling(allowed_updates=Update.ALL_TYPES)
+    except TelegramError as exc:  # e.g. the network went away between the check and the start
+        error = startup_error(exc, settings)
+        if error is None:
+            raise
+        raise error from None

@@ -139,3 +139,19 @@ def test_conversation_gold_set_holds_its_measured_level(seed_answerer, seed_sett
     assert report["not_found_right"] >= 0.8
     assert report["classifier_accuracy"] >= 0.93
     assert report["reply_chars"]["median"] < 1200
+
+
+@pytest.mark.parametrize("question", ["tell me about the merger", "Who leads the Bahadurabad group?", "What does MQM-P stand for?"])
+def test_more_never_quotes_again_what_the_answer_quoted(seed_answerer, question):
+    """Even when the lead came from outside the retrieved passages, "more" quotes new sentences."""
+    conversation = Conversation()
+    first = seed_answerer.reply(conversation, question).answer
+    more = seed_answerer.reply(conversation, "more").answer
+    again = seed_answerer.reply(conversation, "more").answer
+    assert first.found and more.passages and again.passages
+    seen = [(p.article.article_id, p.start, p.end) for p in first.passages]
+    for page in (more, again):
+        for p in page.passages:
+            assert not any(a == p.article.article_id and p.start < e and s < p.end for a, s, e in seen), p.text[:80]
+        seen += [(p.article.article_id, p.start, p.end) for p in page.passages]
+    assert [p.rank for p in more.passages] == list(range(len(first.passages) + 1, len(first.passages) + 1 + len(more.passages)))

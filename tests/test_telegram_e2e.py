@@ -43,6 +43,7 @@ from bot.telegram_app import (
     EXPIRED_REPLY,
     NON_TEXT_REPLY,
     REFUSED_REPLY,
+    UNKNOWN_COMMAND_REPLY,
     build_application,
     install_token_redaction,
     run_bot,
@@ -511,6 +512,94 @@ async def test_non_text_edited_and_empty_messages_get_instructions(server, seed_
     assert emoji.text == small_talk_reply(SmallTalk.ACK, EXAMPLE_QUESTIONS[0])  # an emoji is a reaction, not a question
     assert EDITED_REPLY in last_two and "How to ask" in last_two
     assert spy.calls == []  # nothing was searched
+    assert_telegram_rules(server)
+
+
+@pytest.mark.asyncio
+async def test_unknown_commands_point_to_help_unless_meant_for_another_bot(server, seed_answerer, monkeypatch):
+    spy = AskSpy(seed_answerer, monkeypatch)
+    ann = server.user(1040, "Ann")
+    bob = server.user(1041, "Bob")
+    chat = server.private_chat(ann)
+    group = server.group_chat(-100300, "Readers")
+    async with running_bot(server, seed_answerer):
+        _, [unknown] = await answer_to(server, chat, ann, "/unknowncommand")
+        server.send_text(chat, ann, "/weather@otherbot")  # another bot's command: not ours to answer
+        _, [addressed] = await answer_to(server, chat, ann, "/weather@newsbot Karachi")
+        _, [new] = await answer_to(server, chat, ann, "/new")  # a command the bot has still works
+        _, [long_] = await answer_to(server, chat, ann, "/" + "x" * 60)
+
+        server.send_text(group, bob, "/unknowncommand")  # in a group it may be for any bot
+        server.send_text(group, bob, "/unknowncommand@otherbot")
+        asked, [in_group] = await answer_to(server, group, bob, "/unknowncommand@newsbot")
+        await server.async_wait_for(lambda s: not s.pending_updates(), WAIT, "all updates fetched")
+        await asyncio.sleep(0.5)
+    assert unknown.text == UNKNOWN_COMMAND_REPLY.format(command="/unknowncommand")
+    assert "/help" in unknown.text and len(unknown.text) < 200
+    assert addressed.text == UNKNOWN_COMMAND_REPLY.format(command="/weather")
+    assert new.text == RESET_REPLY
+    assert long_.text == UNKNOWN_COMMAND_REPLY.format(command="/" + "x" * 32 + "…")
+    assert len(server.sent_messages(chat["id"])) == 4  # nothing for /weather@otherbot
+    assert in_group.text == UNKNOWN_COMMAND_REPLY.format(command="/unknowncommand")
+    assert len(server.sent_messages(group["id"])) == 1
+    assert spy.calls == []  # nothing was searched
+    assert_telegram_rules(server)
+
+
+@pytest.mark.asyncio
+async def test_double_tap_on_more_sources_sends_the_page_once(server, seed_answerer, monkeypatch):
+    spy = AskSpy(seed_answerer, monkeypatch)
+    searched = seed_answerer.ask
+
+    def slow_ask(*args, **kwargs):  # the two presses surely overlap
+        time.sleep(1.0)
+        return searched(*args, **kwargs)
+
+    ann = server.user(1042, "Ann")
+    chat = server.private_chat(ann)
+    async with running_bot(server, seed_answerer):
+        _, [reply] = await answer_to(server, chat, ann, BAHADURABAD)
+        monkeypatch.setattr(seed_answerer, "ask", slow_ask)
+        before = len(server.sent_messages(chat["id"]))
+        data = button(reply, "More sources")["callback_data"]
+        server.press_button(reply, data, ann)
+        server.press_button(reply, data, ann)
+        more = await complete_reply(server, chat["id"], before)
+        await server.async_wait_for(lambda s: len(s.callback_answers()) == 2, WAIT, "both presses answered")
+        await server.async_wait_for(lambda s: not s.pending_updates(), WAIT, "all updates fetched")
+        await asyncio.sleep(2.5)  # room for a second page, if one were coming
+    assert len(server.sent_messages(chat["id"])) == before + len(more)
+    assert len(spy.calls) == 2  # the question and one "more" search
+    assert all(a["text"] is None for a in server.callback_answers())
+    assert_telegram_rules(server)
+
+
+@pytest.mark.asyncio
+async def test_buttons_that_search_count_toward_the_rate_limit(server, seed_answerer, monkeypatch):
+    spy = AskSpy(seed_answerer, monkeypatch)
+    ann = server.user(1043, "Ann")
+    chat = server.private_chat(ann)
+    async with running_bot(server, seed_answerer, questions_per_minute=2):
+        _, [answer] = await answer_to(server, chat, ann, BAHADURABAD)  # 1
+        _, [start] = await answer_to(server, chat, ann, "/start")  # free
+        before = len(server.sent_messages(chat["id"]))
+        server.press_button(start, "e:2", ann)  # 2: an example question is a question
+        example = await complete_reply(server, chat["id"], before + 1)
+        assert "Murtaza Wahab" in full_text(example)
+        after = len(server.sent_messages(chat["id"]))
+        server.press_button(answer, button(answer, "More sources")["callback_data"], ann)  # 3: over
+        server.press_button(start, "e:0", ann)  # 4: over
+        answers = await server.async_wait_for(
+            lambda s: (a := s.callback_answers()) and len(a) >= 3 and a, WAIT, "the callback answers"
+        )
+        await server.async_wait_for(lambda s: not s.pending_updates(), WAIT, "all updates fetched")
+        await asyncio.sleep(0.5)
+    assert answers[0]["text"] is None
+    for waited in answers[1:]:
+        assert waited["show_alert"] is True and waited["text"].startswith("You are asking faster")
+        assert 1 <= int(waited["text"].split("please wait ")[1].split()[0]) <= 60
+    assert len(server.sent_messages(chat["id"])) == after  # the refusals were alerts, not messages
+    assert len(spy.calls) == 2
     assert_telegram_rules(server)
 
 
