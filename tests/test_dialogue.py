@@ -130,3 +130,18 @@ def test_conversations_belong_to_their_chat_and_are_bounded():
     conversations.of(3)
     assert conversations.of(1).context() is None  # the least recently used chat was dropped
     assert dialogue.CONTEXT_SECONDS == 30 * 60
+
+
+def test_two_word_question_phrases_give_way_together():
+    assert resolve("why?", Turn("Which party did the MQM-P make a deal with?", None)).question == "Why did the MQM-P make a deal with?"
+
+
+def test_titles_make_a_person_and_acronyms_an_organisation():
+    voice = Turn("What is Voice of Karachi?", "Dr Nusrat, who runs the group Voice of Karachi after leaving the London-based MQM leadership, says so.")
+    assert resolve("where is he based?", voice).question == "where is Dr Nusrat based?"
+
+
+def test_a_translated_word_salad_swaps_only_the_acronym():
+    salad = Turn("How many 2018 PTI Karachi NA seats won?", None)
+    resolved = resolve("And MQM-P?", salad)
+    assert resolved.question == "How many 2018 MQM-P Karachi NA seats won?" and resolved.focus == "MQM-P"
