@@ -37,8 +37,12 @@ def _common_options() -> argparse.ArgumentParser:
 
 def _filter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", action="append", default=[], help="only articles from this outlet (repeatable)")
-    parser.add_argument("--since", help="only articles published on or after this date (YYYY-MM-DD)")
-    parser.add_argument("--until", help="only articles published on or before this date (YYYY-MM-DD)")
+    parser.add_argument(
+        "--since", help="only articles published on or after this date: YYYY, YYYY-MM, YYYY-MM-DD or e.g. 'Dec 1 2023' (a month or year: its first day)"
+    )
+    parser.add_argument(
+        "--until", help="only articles published on or before this date: YYYY, YYYY-MM, YYYY-MM-DD or e.g. 'Dec 2023' (a month or year: its last day)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,8 +125,8 @@ def _answerer(settings: Settings):
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    filters = filters_from_args(args)  # a bad date is reported before the model loads
     answerer = _answerer(settings)
-    filters = filters_from_args(args)
     first = True
     for question in _questions(args):
         answer = answerer.ask(question, args.top_k, filters=filters)
@@ -150,10 +154,10 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         pass
     from bot.dialogue import Conversation
 
+    filters = filters_from_args(args)
     answerer = _answerer(settings)
     summary = answerer.summary()
     print(f"Ask about {summary.articles} articles ({', '.join(summary.sources) or 'outlets unknown'}). /help for help, Ctrl-D to leave.")
-    filters = filters_from_args(args)
     conversation = Conversation()
     while True:
         try:
@@ -242,25 +246,44 @@ COMMANDS = {
 }
 
 
+NOISY_LIBRARIES = ("sentence_transformers", "transformers", "httpx", "httpcore", "bm25s", "faiss")
+
+
+class QuietLibraries(logging.Filter):
+    """Drops library records below WARNING (they show with -v)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not any(record.name == name or record.name.startswith(name + ".") for name in NOISY_LIBRARIES)
+
+
+def log_level(settings: Settings, *, verbose: bool, serves_telegram: bool) -> int:
+    """-v: DEBUG. Else LOG_LEVEL when it is set (environment or .env), for every command.
+    Unset: INFO for the Telegram bot (a service), WARNING for console commands (quiet output)."""
+    if verbose:
+        return logging.DEBUG
+    if settings.log_level:
+        return logging.getLevelName(settings.log_level.strip().upper())
+    return logging.INFO if serves_telegram else logging.WARNING
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = None
     try:
         settings = settings_from_args(args)
-        # The bot is a service and logs at LOG_LEVEL; console commands (the chat that `start`
-        # opens without a token included) stay quiet unless -v.
         serves_telegram = args.command == "run" or (args.command == "start" and settings.telegram_configured)
-        quiet = logging.INFO if serves_telegram else logging.WARNING
-        configured = getattr(logging, settings.log_level.upper(), logging.INFO)
         logging.basicConfig(
-            level=logging.DEBUG if args.verbose else max(configured, quiet),
+            level=log_level(settings, verbose=args.verbose, serves_telegram=serves_telegram),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
         if not args.verbose:
-            # Library chatter (weight loading bars, HTTP request lines) is not for users.
-            for noisy in ("sentence_transformers", "transformers", "httpx", "httpcore", "bm25s", "faiss"):
-                logging.getLogger(noisy).setLevel(logging.WARNING)
+            # Library chatter (weight loading bars, HTTP request lines) is not for users. A filter
+            # on the handlers, not a logger level: bm25s sets its own logger to DEBUG on import.
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(QuietLibraries())
         return COMMANDS[args.command](args, settings)
     except BotError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,6 +20,8 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # The largest MultiHop-RAG benchmark article is about 71 KB; 2 MB is a long book chapter.
 DEFAULT_MAX_ARTICLE_BYTES = 2_000_000
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 # A Bot API token is "<bot id>:<35-ish url-safe chars>".
 _TOKEN_SHAPE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{20,}$")
 
@@ -75,7 +77,8 @@ class Settings:
         "When did the PSP merge into the MQM-P?",
         "Who is the mayor of Karachi?",
     )
-    log_level: str = "INFO"
+    # Empty (unset): INFO for the Telegram bot, WARNING for console commands (see .env.example).
+    log_level: str = ""
     strict: bool = False
     # Files (and JSON records) above this size are skipped and reported; a .json/.jsonl file of
     # many articles may be up to 50 times larger (see ``bot.corpus``).
@@ -156,6 +159,8 @@ class Settings:
             raise ConfigError("TOP_K must be at least 1")
         if self.max_article_bytes < 1:
             raise ConfigError("MAX_ARTICLE_BYTES must be at least 1")
+        if self.log_level and self.log_level.strip().upper() not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (or empty), got {self.log_level[:20]!r}")
 
     @property
     def telegram_configured(self) -> bool:

@@ -612,7 +612,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         examples = state.settings.example_questions
         question = examples[index % len(examples)]
         await context.bot.send_message(chat_id, f"“{question}”")
-        await answer_question(update, context, question)
+        await answer_question(update, context, question, counted=True)
         return
     key, _, rank = rest.partition(":")
     answer_state: AnswerState | None = state.answers.fetch(key)
@@ -655,7 +655,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _over_rate_limit(context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery) -> bool:
     """A button that runs a search counts as a question; over the limit, say so in an alert."""
-    wait = 0
+    wait = _state(context).rate_limiter.wait_seconds(query.from_user.id)
     if not wait:
         return False
     await _ack(context, query, RATE_LIMIT_REPLY.format(seconds=wait), alert=True)

@@ -155,3 +155,67 @@ def test_start_without_token_builds_the_index_then_opens_the_chat(tmp_path):
     assert "led by MQM-P president Dr Khalid Maqbool Siddiqui" in result.stdout
     assert "MQM-P groups increasingly separate" in result.stdout  # the citation
     assert (tmp_path / "index" / "current" / "manifest.json").is_file()
+
+
+# ------------------------------------------------------------------ logging and date filters
+
+
+def test_index_prints_no_library_debug_lines(tmp_path):
+    """bm25s sets its logger to DEBUG when imported; its "Building index from tokens" stays out."""
+    copy_seed_corpus(tmp_path / "corpus")
+    result = run_bot("index", cwd=tmp_path, env={"LOG_LEVEL": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("Full rebuild")
+
+
+def test_log_level_set_in_env_or_dotenv_applies_to_console_commands(workdir, tmp_path):
+    root, _ = workdir
+    quiet = run_bot("sources", cwd=root, env={"LOG_LEVEL": ""})
+    assert quiet.returncode == 0 and quiet.stderr == ""  # unset: console commands show warnings only
+    info = run_bot("sources", cwd=root, env={"LOG_LEVEL": "INFO"})
+    assert info.returncode == 0 and "INFO bot.embedding: loading embedding model" in info.stderr
+    # .env in the working directory, as a user configures it; the environment does not set it
+    (tmp_path / ".env").write_text(f"LOG_LEVEL=debug\nCORPUS_DIR={root / 'corpus'}\nINDEX_DIR={root / 'index'}\n")
+    environment = {k: v for k, v in os.environ.items() if k not in ("LOG_LEVEL", "CORPUS_DIR", "INDEX_DIR", "TELEGRAM_BOT_TOKEN")}
+    environment.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    dotenv = subprocess.run(
+        [sys.executable, "-m", "bot", "sources"], cwd=tmp_path, capture_output=True, text=True, env=environment, timeout=300
+    )
+    assert dotenv.returncode == 0, dotenv.stderr
+    assert "INFO bot.embedding: loading embedding model" in dotenv.stderr
+    assert "bm25s" not in dotenv.stderr  # library chatter only with -v
+    bad = run_bot("sources", cwd=root, env={"LOG_LEVEL": "LOUD"})
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "LOG_LEVEL" in bad.stderr
+
+
+def _ask_json(root, *options: str) -> dict:
+    result = run_bot("ask", "--json", *options, "Who is the mayor of Karachi?", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_date_filters_read_partial_and_written_dates(workdir):
+    """The seed articles are dated 2023-12-10: a month, a year or a written day must all find them."""
+    root, _ = workdir
+    for options in (("--until", "2023-12"), ("--since", "Dec 1 2023"), ("--since", "2023", "--until", "December 2023")):
+        answer = _ask_json(root, *options)
+        assert answer["found"] is True and answer["passages"], options
+    assert _ask_json(root, "--until", "2023-11")["passages"] == []
+    assert _ask_json(root, "--since", "2024")["passages"] == []
+
+
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        (("--since", "sometime"), "--since: cannot read 'sometime' as a date"),
+        (("--until", "Dec 1"), "--until: 'Dec 1' has no year"),
+        (("--until", "2023-13"), "--until: cannot read '2023-13'"),
+        (("--since", "2024", "--until", "2023"), "--since 2024-01-01 is after --until 2023-12-31"),
+    ],
+)
+def test_unreadable_dates_are_one_line_errors_with_exit_code_2(tmp_path, options, says):
+    result = run_bot("ask", *options, "anything", cwd=tmp_path)  # refused before the index is even looked for
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {says}"), result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""

@@ -65,3 +65,24 @@ def test_missing_or_malformed_token_explains_where_to_put_it(token):
     assert "TELEGRAM_BOT_TOKEN" in message and ".env" in message and "\n" not in message
     if token.strip():
         assert token.strip() not in message
+
+
+def test_log_level_is_unset_by_default_and_checked_when_set():
+    assert Settings.from_mapping({}).log_level == ""  # unset: the CLI picks INFO for the bot, WARNING for the console
+    assert Settings.from_mapping({"LOG_LEVEL": " debug "}).log_level == "debug"
+    with pytest.raises(ConfigError, match="LOG_LEVEL must be one of DEBUG, INFO"):
+        Settings.from_mapping({"LOG_LEVEL": "LOUD"})
+
+
+def test_cli_honours_an_explicit_log_level_and_keeps_the_console_quiet_otherwise():
+    import logging
+
+    from bot.cli import log_level
+
+    unset, debug, info = Settings(), Settings(log_level="DEBUG"), Settings(log_level="info")
+    assert log_level(unset, verbose=False, serves_telegram=False) == logging.WARNING
+    assert log_level(unset, verbose=False, serves_telegram=True) == logging.INFO
+    assert log_level(debug, verbose=False, serves_telegram=False) == logging.DEBUG
+    assert log_level(info, verbose=False, serves_telegram=False) == logging.INFO
+    assert log_level(Settings(log_level="ERROR"), verbose=False, serves_telegram=True) == logging.ERROR
+    assert log_level(unset, verbose=True, serves_telegram=False) == logging.DEBUG

@@ -27,7 +27,7 @@ from bot.evaluation import (
 )
 from bot.indexing import build_index
 from bot.query import SourceMatcher, find_dates, parse_query, source_aliases, split_parts
-from bot.retrieval import Filters, RetrievalParams, Retriever
+from bot.retrieval import DateFilterError, Filters, RetrievalParams, Retriever, parse_date_bound
 from bot.store import load_index
 from bot.types import Hit
 from tests.helpers import FakeEmbedder, make_settings, write_article
@@ -216,6 +216,59 @@ def test_filters_restrict_rows(fake_retriever):
     hits = retriever.search("harbour bridge", 5, Filters(since="2023-11-01"))
     assert set(_titles(index, hits)) == {"Harbour bridge tolls"}
     assert retriever.search("harbour bridge", 5, Filters(until="2023-01-01")) == []
+
+
+def test_partial_and_written_dates_filter_whole_periods(fake_retriever):
+    """--until 2023-11 keeps all of November (the 20th included); written dates are read, not compared as text."""
+    index, embedder = fake_retriever
+    retriever = Retriever(index, embedder)
+    everything = {"Harbour bridge opens", "Harbour bridge tolls", "Orchard harvest"}
+    assert set(_titles(index, retriever.search("harbour bridge", 5, Filters(since="2023-11", until="2023-11")))) == {"Harbour bridge tolls"}
+    assert set(_titles(index, retriever.search("harbour bridge", 5, Filters(until="2023-11")))) == everything
+    assert set(_titles(index, retriever.search("harbour bridge", 5, Filters(since="Nov 1 2023")))) == {"Harbour bridge tolls"}
+    assert set(_titles(index, retriever.search("harbour bridge", 5, Filters(since="2023", until="2023")))) == everything
+    assert retriever.search("harbour bridge", 5, Filters(since="Dec 2023")) == []
+    assert retriever.search("pear prices", 5, Filters(until="August 2023")) == []
+    assert _titles(index, retriever.search("pear prices", 1, Filters(until="September 2023"))) == ["Orchard harvest"]
+
+
+@pytest.mark.parametrize(
+    "text, start, end",
+    [
+        ("2023", "2023-01-01", "2023-12-31"),
+        ("2023-12", "2023-12-01", "2023-12-31"),
+        ("2024-02", "2024-02-01", "2024-02-29"),
+        ("2023-2", "2023-02-01", "2023-02-28"),
+        ("2023-12-05", "2023-12-05", "2023-12-05"),
+        ("Dec 1 2023", "2023-12-01", "2023-12-01"),
+        ("1 December 2023", "2023-12-01", "2023-12-01"),
+        ("December 1, 2023", "2023-12-01", "2023-12-01"),
+        ("Dec 2023", "2023-12-01", "2023-12-31"),
+        ("  2023/12/01 ", "2023-12-01", "2023-12-01"),
+    ],
+)
+def test_date_bounds_start_and_end_a_period(text, start, end):
+    assert parse_date_bound(text, end=False) == start
+    assert parse_date_bound(text, end=True) == end
+
+
+@pytest.mark.parametrize("text", ["", "sometime", "Dec 1", "10", "2023-13", "2023-02-30", "Dec 32 2023", "12/2023x"])
+def test_unreadable_dates_are_refused_in_one_line(text):
+    with pytest.raises(DateFilterError) as caught:
+        parse_date_bound(text, end=True, name="--until")
+    message = str(caught.value)
+    assert message.startswith("--until: ") and "\n" not in message and "YYYY-MM-DD" in message
+    with pytest.raises(DateFilterError):
+        Filters(until=text or " ")
+
+
+def test_filters_keep_iso_days_and_refuse_an_empty_range():
+    filters = Filters(since="Dec 2023", until="2023-12")
+    assert (filters.since, filters.until) == ("2023-12-01", "2023-12-31")
+    assert filters.to_dict() == {"since": "2023-12-01", "until": "2023-12-31"}
+    assert Filters().since is None and not Filters()
+    with pytest.raises(DateFilterError, match="after"):
+        Filters(since="2024", until="2023-12-31")
 
 
 def test_named_outlet_boost_lifts_its_article(fake_retriever):

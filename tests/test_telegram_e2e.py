@@ -429,16 +429,16 @@ async def test_private_follow_up_and_reply_to_an_answer(server, seed_answerer, m
     async with running_bot(server, seed_answerer):
         _, [first] = await answer_to(server, chat, ann, BAHADURABAD)
         _, follow = await answer_to(server, chat, ann, "who are his allies?")
-        # resolved, not glued on: "his" is the man the first answer named, and the bot says so
-        assert spy.calls[-1][0][0] == "who are Khalid Maqbool Siddiqui’s allies?"
-        assert "Reading this as: “who are Khalid Maqbool Siddiqui’s allies?”" in follow[0].text
+        # resolved, not glued on: "his" is the man the first answer named (with his title), and the bot says so
+        assert spy.calls[-1][0][0] == "who are Dr Khalid Maqbool Siddiqui’s allies?"
+        assert "Reading this as: “who are Dr Khalid Maqbool Siddiqui’s allies?”" in follow[0].text
         assert "Farooq Sattar" in full_text(follow) or "Kamran Tessori" in full_text(follow)
 
         _, mayor = await answer_to(server, chat, ann, MAYOR)
         assert "Murtaza Wahab" in full_text(mayor)
         # replying to the first answer brings its question back, not the latest one
         _, replied = await answer_to(server, chat, ann, "who are his allies?", reply_to_message_id=first.message_id)
-        assert spy.calls[-1][0][0] == "who are Khalid Maqbool Siddiqui’s allies?"
+        assert spy.calls[-1][0][0] == "who are Dr Khalid Maqbool Siddiqui’s allies?"
         assert "Farooq Sattar" in full_text(replied) or "Kamran Tessori" in full_text(replied)
 
         # /reset drops the context: the same vague question is no longer read as a follow-up
