@@ -138,6 +138,7 @@ class AnswerState:
     """What the buttons under one answer need, kept in memory under a short key."""
 
     question: str  # the question as answered (a follow-up resolved, Urdu read as English)
+    chat_id: int  # the chat the answer was sent to: its buttons work there only
     shown: int
     passages: dict[int, Passage] = field(default_factory=dict)
     busy: bool = False  # a "More sources" search is running (a double tap must not repeat the page)
@@ -363,7 +364,9 @@ async def _send_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer:
         return
     key = secrets.token_urlsafe(6)
     turn = conversation.context()
-    state.answers.put(key, AnswerState(turn.question if turn else answer.question, len(answer.passages), {p.rank: p for p in answer.passages}))
+    state.answers.put(
+        key, AnswerState(turn.question if turn else answer.question, chat_id, len(answer.passages), {p.rank: p for p in answer.passages})
+    )
     sent = await _send_parts(context, chat_id, render_answer(answer), _keyboard(key, answer, more=True), quote)
     if turn is not None:
         state.answered_messages.put((chat_id, sent.message_id), turn)
@@ -390,7 +393,7 @@ async def _run_command(update: Update, context: ContextTypes.DEFAULT_TYPE, reply
             state = _state(context)
             turn = state.conversations.of(_conversation_key(update)).context()
             key = secrets.token_urlsafe(6)
-            state.answers.put(key, AnswerState(turn.question, turn.shown, {p.rank: p for p in answer.passages}))
+            state.answers.put(key, AnswerState(turn.question, chat_id, turn.shown, {p.rank: p for p in answer.passages}))
             more = len(answer.passages) == state.settings.top_k
             await _send_parts(context, chat_id, render_more(answer), _keyboard(key, answer, more), None)
 
@@ -552,6 +555,8 @@ async def sources_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 async def reindex_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Admins: incremental rebuild in the background; answers keep coming from the old index."""
+    if not await _allowed(update, context):  # the allow-list first: an unlisted user is refused once, then silence
+        return
     state = _state(context)
     user = update.effective_user
     message = update.effective_message
@@ -616,6 +621,10 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     key, _, rank = rest.partition(":")
     answer_state: AnswerState | None = state.answers.fetch(key)
+    if answer_state is not None and answer_state.chat_id != chat_id:
+        # Button data is not a secret: another chat's key shows nothing of that chat's answer.
+        log.warning("button data of chat %s pressed in chat %s; refused", answer_state.chat_id, chat_id)
+        answer_state = None
     if answer_state is None or kind not in ("f", "m"):
         await _ack(context, query, EXPIRED_REPLY, alert=True)
         return

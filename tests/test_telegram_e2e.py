@@ -923,3 +923,33 @@ async def test_urdu_script_question_is_answered_and_unreadable_scripts_are_told_
     assert LEADER_SENTENCE in urdu.text and quotes(urdu)
     assert "समझ" in hindi.text and quotes(hindi) == []  # said in the question's own language
     assert_telegram_rules(server)
+
+
+@pytest.mark.asyncio
+async def test_reindex_from_an_unlisted_user_is_refused_once_like_anything_else(server, seed_answerer):
+    eve = server.user(6667, "Eve")
+    eve_chat = server.private_chat(eve)
+    async with running_bot(server, seed_answerer, allowed_user_ids=frozenset({1})):
+        _, [refusal] = await answer_to(server, eve_chat, eve, "/reindex")
+        server.send_text(eve_chat, eve, "/reindex")
+        await server.async_wait_for(lambda s: not s.pending_updates(), WAIT, "all updates fetched")
+    assert refusal.text == REFUSED_REPLY  # the allow-list's refusal, not the admin one
+    assert len(server.sent_messages(eve_chat["id"])) == 1  # the second attempt got silence
+    assert_telegram_rules(server)
+
+
+@pytest.mark.asyncio
+async def test_buttons_work_only_in_the_chat_their_answer_was_sent_to(server, seed_answerer):
+    ann, eve = server.user(1030, "Ann"), server.user(1031, "Eve")
+    ann_chat, eve_chat = server.private_chat(ann), server.private_chat(eve)
+    async with running_bot(server, seed_answerer):
+        _, [anns] = await answer_to(server, ann_chat, ann, BAHADURABAD)
+        _, [eves] = await answer_to(server, eve_chat, eve, MAYOR)
+        key = button(anns, "More sources")["callback_data"].split(":")[1]
+        before = len(server.sent_messages(eve_chat["id"]))
+        for data in (f"f:{key}:1", f"m:{key}"):  # Ann's key, pressed under Eve's own answer
+            server.press_button(eves, data, eve, check=False)
+        answers = await server.async_wait_for(lambda s: (a := s.callback_answers()) and len(a) >= 2 and a, WAIT, "callback answers")
+    assert [a["text"] for a in answers[-2:]] == [EXPIRED_REPLY] * 2
+    assert len(server.sent_messages(eve_chat["id"])) == before  # nothing of Ann's answer reached Eve
+    assert_telegram_rules(server)
