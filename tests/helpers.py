@@ -63,3 +63,26 @@ def write_article(folder: Path, name: str, title: str, body: str, **meta: str) -
     path = folder / name
     path.write_text(f"---\n{front}\n---\n\n{body}\n", encoding="utf-8")
     return path
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    """A file with the given text (UTF-8) or bytes, folders created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def small_corpus(tmp_path: Path, count: int = 3) -> Path:
+    """``count`` dated articles of twelve short paragraphs each, for fast index mechanics."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(count):
+        body = "\n\n".join(
+            f"Paragraph {p} of article {i} talks about topic{i} and item{p}. It has a second sentence here."
+            for p in range(12)
+        )
+        write_article(corpus, f"a{i}.md", f"Article {i}", body, source="Wire", date=f"2024-01-0{i + 1}")
+    return corpus

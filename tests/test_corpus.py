@@ -20,6 +20,7 @@ from bot.corpus import (
 )
 from bot.errors import ArticleError, CorpusError
 from bot.types import Article
+from tests.helpers import write
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "corpus"
@@ -32,15 +33,6 @@ REPEATED_CAPTION = (
     "affairs has grown to the extent that it routinely decides what the MQM-P should and should not do | "
     "Facebook/MQM"
 )
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
 
 
 def read_one(path: Path, corpus_dir: Path) -> Article:

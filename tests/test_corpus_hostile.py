@@ -15,21 +15,12 @@ import bot.corpus as corpus
 from bot.config import DEFAULT_MAX_ARTICLE_BYTES, Settings
 from bot.corpus import JSON_FILE_SIZE_FACTOR, IngestReport, load_corpus, read_article_file, read_file_with_problems
 from bot.errors import ArticleError, ConfigError
-from tests.helpers import REPO, FakeEmbedder, make_settings
+from tests.helpers import FakeEmbedder, REPO, make_settings, write
 
 SECRET = "TELEGRAM_BOT_TOKEN=123456789:SECRET-never-quote-me"
 GOOD = "Council approves water plan\n\nThe city council approved the new water plan on Monday. Work begins soon.\n"
 
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
 
 
 @pytest.fixture

@@ -12,24 +12,12 @@ from bot import store
 from bot.errors import CorpusError, IndexMismatchError, IndexMissingError
 from bot.indexing import build_index, header, index_identity, index_is_stale
 from bot.store import current_build_id, load_index, new_flat_index
-from tests.helpers import FakeEmbedder, make_settings, write_article
-
-
-def _corpus(tmp_path, count=3):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i in range(count):
-        body = "\n\n".join(
-            f"Paragraph {p} of article {i} talks about topic{i} and item{p}. It has a second sentence here."
-            for p in range(12)
-        )
-        write_article(corpus, f"a{i}.md", f"Article {i}", body, source="Wire", date=f"2024-01-0{i + 1}")
-    return corpus
+from tests.helpers import FakeEmbedder, make_settings, small_corpus, write_article
 
 
 @pytest.fixture
 def built(tmp_path, fake_embedder):
-    settings = make_settings(tmp_path, _corpus(tmp_path), CHUNK_TOKENS="40", CHUNK_OVERLAP_TOKENS="5")
+    settings = make_settings(tmp_path, small_corpus(tmp_path), CHUNK_TOKENS="40", CHUNK_OVERLAP_TOKENS="5")
     report = build_index(settings, fake_embedder, progress=False)
     return settings, report
 
@@ -188,7 +176,7 @@ def test_old_builds_are_cleaned_but_one_previous_is_kept(built):
 
 
 def test_a_bad_article_is_reported_and_the_rest_indexed(tmp_path, fake_embedder):
-    corpus = _corpus(tmp_path, count=2)
+    corpus = small_corpus(tmp_path, count=2)
     (corpus / "broken.txt").write_bytes(b"\xff\xfe\x00\x01binary\x00junk")
     report = build_index(make_settings(tmp_path, corpus), fake_embedder, progress=False)
     assert [p.path for p in report.problems] == ["broken.txt"]

@@ -21,26 +21,14 @@ from bot import store
 from bot.errors import IndexCorruptError, IndexMismatchError
 from bot.indexing import build_index, index_is_stale
 from bot.store import current_build_id, load_index
-from tests.helpers import REPO, FakeEmbedder, make_settings, write_article
+from tests.helpers import FakeEmbedder, REPO, make_settings, small_corpus, write_article
 
 REBUILD = "python -m bot index --full"
 
 
-def _corpus(tmp_path, count=3):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i in range(count):
-        body = "\n\n".join(
-            f"Paragraph {p} of article {i} talks about topic{i} and item{p}. It has a second sentence here."
-            for p in range(12)
-        )
-        write_article(corpus, f"a{i}.md", f"Article {i}", body, source="Wire", date=f"2024-01-0{i + 1}")
-    return corpus
-
-
 @pytest.fixture
 def settings(tmp_path):
-    return make_settings(tmp_path, _corpus(tmp_path), CHUNK_TOKENS="40", CHUNK_OVERLAP_TOKENS="5")
+    return make_settings(tmp_path, small_corpus(tmp_path), CHUNK_TOKENS="40", CHUNK_OVERLAP_TOKENS="5")
 
 
 @pytest.fixture
