@@ -330,7 +330,9 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
     if not re.search(r"\w", question) and classify(question).kind != SMALL_TALK:
         await context.bot.send_message(chat.id, EMPTY_REPLY.format(example=_example(context)))
         return
-    if not counted and classify(question).kind in (QUESTION, FOLLOW_UP):  # small talk and commands cost nothing
+    classified = classify(question)
+    searches = classified.kind in (QUESTION, FOLLOW_UP) or classified.command == "more"  # small talk costs nothing
+    if not counted and searches:
         wait = state.rate_limiter.wait_seconds(user.id if user else chat.id)
         if wait:
             await context.bot.send_message(chat.id, RATE_LIMIT_REPLY.format(seconds=wait))

@@ -634,10 +634,12 @@ async def test_rate_limit_asks_to_wait(server, seed_answerer, monkeypatch):
         await answer_to(server, chat, ann, BAHADURABAD)
         await answer_to(server, chat, ann, MAYOR)
         _, [wait] = await answer_to(server, chat, ann, OSLO)
+        _, [wait_more] = await answer_to(server, chat, ann, "more")  # "more" searches too
     assert wait.text.startswith("You are asking faster") and "please wait" in wait.text
+    assert wait_more.text.startswith("You are asking faster")
     seconds = int(wait.text.split("please wait ")[1].split()[0])
     assert 1 <= seconds <= 60
-    assert len(spy.calls) == 2  # the third question was not searched
+    assert len(spy.calls) == 2  # the third question and the "more" were not searched
     assert_telegram_rules(server)
 
 
@@ -883,7 +885,7 @@ async def test_small_talk_gets_a_short_reply_never_news_quotes(server, seed_answ
     spy = AskSpy(seed_answerer, monkeypatch)
     ann = server.user(1020, "Ann")
     chat = server.private_chat(ann)
-    async with running_bot(server, seed_answerer, questions_per_minute=1):
+    async with running_bot(server, seed_answerer, questions_per_minute=2):  # the question and "more"
         _, [hello] = await answer_to(server, chat, ann, "hi")
         _, [answer] = await answer_to(server, chat, ann, BAHADURABAD)
         _, [thanks] = await answer_to(server, chat, ann, "thanks!")
