@@ -73,8 +73,7 @@ _QUESTION_WORDS = {
     "who", "whom", "whose", "what", "when", "where", "which", "why", "how", "did", "does", "do", "is", "was", "were",
     "are", "has", "have", "had", "can", "could", "will", "would", "should", "many", "much", "else", "exactly",
     "it", "its", "he", "she", "him", "his", "her", "they", "them", "their", "this", "that", "these", "those", "there",
-    "then", "going", "go", "tell", "me", "about", "happen", "happened", "happening", "whom", "whose", "now", "time",
-    "currently", "today", "exactly",
+    "then", "going", "go", "tell", "me", "about", "happen", "happened", "happening", "now", "time", "currently", "today",
 }  # fmt: skip
 BORROWED_WEIGHT = 0.5  # words of a follow-up's borrowed context, "(...)", count half
 # Verbs that carry little meaning of their own ("hold a rally", "make a deal"): the noun
@@ -207,9 +206,6 @@ def _prefix_relatives(key: str, universe) -> frozenset[str]:
     return frozenset(k for k in universe if k.startswith(key) or (len(k) >= 4 and key.startswith(k)))
 
 
-
-
-
 # Case-sensitive on purpose: "May" is a month, "may" is not.
 _DATE_LIKE = re.compile(
     rf"\b(?:1[89]\d\d|20\d\d|{'|'.join([*MONTH_WORDS, *DAY_WORDS])}|yesterday|today|tomorrow)\b|"
@@ -230,7 +226,8 @@ _CAUSE_LIKE = re.compile(
 _NAME_LIKE = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b|\b[A-Z]{2,}(?:-[A-Z])?\b")
 _FUTURE_QUESTION = re.compile(r"\b(?:will|going to|upcoming|next|coming|scheduled|due to be)\b", re.IGNORECASE)
 _PAST_MARKER = re.compile(r"\b(?:last|previous|former|erstwhile|ago)\b", re.IGNORECASE)
-_FORMER = re.compile(r"\b(?:former|ex-|erstwhile|then|late)\b", re.IGNORECASE)
+_FORMER_WORDS = r"(?:former|ex-|erstwhile|then|late)"
+_FORMER = re.compile(rf"\b{_FORMER_WORDS}\b", re.IGNORECASE)
 _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]+(?:-[A-Z0-9]+)?\b")
 
 
@@ -370,21 +367,21 @@ class AnswerComposer:
         term_weight: Callable[[str], float] | None = None,
         shown: list[Hit] = (),
         all_passages: bool = False,
-        acronyms: dict[str, tuple[str, ...]] | None = None,
+        synonyms: list[tuple[str, frozenset[str]]] = (),
         focus: str | None = None,
     ) -> Answer:
-        """``acronyms``: those the corpus defines ("chief minister (CM)"), matched either way. ``shown``: spans already in front of the reader (earlier pages of "More sources");
-        quotes avoid their sentences. ``focus``: a
-        follow-up's new subject ("and what about Farooq Sattar?"): a lead that does not name it
-        falls behind. ``all_passages``: no relevance floor and no lead
-        from outside the passages (a page of "More sources" shows what was retrieved)."""
+        """``shown``: spans already in front of the reader (earlier pages of "More sources",
+        quotes already shown), whose sentences are not quoted again. ``all_passages``: no
+        relevance floor and no lead from outside the passages (a page of "More sources" shows
+        what was retrieved). ``synonyms``: the corpus's acronyms (``acronym_keys``), matched
+        either way. ``focus``: a follow-up's new subject ("and what about Farooq Sattar?"): a
+        lead that does not name it falls behind."""
         extras = {"retrieval_query": retrieval_query if retrieval_query != question else None, "filters": filters or {}}
         if not hits:
             return Answer(question=question, found=False, **extras)
         kind = question_type(question)
         weighed = _GRAMMAR_OF_TYPE.sub(" ", question) if kind in (WHAT_IS, WHY) else question
         weights = query_term_weights(weighed, term_weight) or query_term_weights(retrieval_query or question, term_weight)
-        synonyms = acronym_keys(acronyms or {})
         sentences = self._score_sentences(
             question, kind, hits, articles, weights, shown, elsewhere=not all_passages, synonyms=synonyms,
             focus=focus,
@@ -397,7 +394,7 @@ class AnswerComposer:
             return self.compose(
                 question, [lead_hit, *hits[: max(1, len(hits) - 1)]], articles, first_rank=first_rank,
                 retrieval_query=retrieval_query, filters=filters, term_weight=term_weight, shown=shown,
-                all_passages=all_passages, acronyms=acronyms, focus=focus,
+                all_passages=all_passages, synonyms=synonyms, focus=focus,
             )  # fmt: skip
         best_by_hit: dict[int, _Sentence] = {}
         for sentence in sentences:
@@ -479,22 +476,6 @@ class AnswerComposer:
         best_score = max((h.score for h in hits), default=1.0) or 1.0
         sentences: list[_Sentence] = []
 
-        groups: list[tuple[int, str, list[tuple[int, int]], float]] = []
-
-        def score(i: int, article_id: str, spans: list[tuple[int, int]], prior: float) -> None:
-            groups.append((i, article_id, spans, prior))
-
-        def score_all() -> None:
-            universe: set[str] = set()
-            for _, article_id, spans, _ in groups:
-                text = articles[article_id].text
-                for start, end in spans:
-                    universe |= sentence_features(text[start:end]).keys
-            terms = QuestionTerms(weights, universe, synonyms)
-            focus_terms = QuestionTerms(focus_keys, universe, synonyms) if focus_keys else None
-            for group in groups:
-                score_group(*group, terms, focus_terms)
-
         def score_group(i: int, article_id: str, spans: list[tuple[int, int]], prior: float, terms, focus_terms) -> None:
             text = articles[article_id].text
             previous = (0, 0)
@@ -504,7 +485,7 @@ class AnswerComposer:
                 full, partial = terms.held(features.keys)
                 coverage = terms.coverage(full, partial)
                 # with the sentence before it (the event named there, the cause given here)
-                together = terms.coverage(full | previous[0], (partial | previous[1]) & ~(full | previous[0]))
+                together = terms.coverage(full | previous[0], partial | previous[1])
                 previous = (full, partial)
                 relevance = p.coverage_weight * coverage + context_weight * (together - coverage) + prior
                 bonus = 0.0
@@ -518,11 +499,13 @@ class AnswerComposer:
                     bonus -= p.tense_penalty
                 if features.is_question:
                     bonus -= p.question_penalty  # an interviewer's or a rhetorical question answers nothing
-                if present and features.former and any(re.search(rf"\b(?:former|ex-|erstwhile|then|late)\s+(?:[\w-]+\s+){{0,2}}{re.escape(w)}", sentence, re.IGNORECASE) for w in asked_words):
+                if present and features.former and any(re.search(rf"\b{_FORMER_WORDS}\s+(?:[\w-]+\s+){{0,2}}{re.escape(w)}", sentence, re.IGNORECASE) for w in asked_words):
                     bonus -= p.former_penalty  # "who is the mayor" is not "former mayor Akhtar"
                 choice = relevance + bonus * (coverage > 0 or together > 0)
                 sentences.append(_Sentence(i, article_id, start, end, relevance, choice, coverage))
 
+        # (hit index or -1, article, sentence spans, prior) of every group of candidates
+        groups: list[tuple[int, str, list[tuple[int, int]], float]] = []
         covered: dict[str, list[tuple[int, int]]] = {}
         for i, hit in enumerate(hits):
             text = articles[hit.article_id].text
@@ -531,15 +514,24 @@ class AnswerComposer:
             fresh = [(a, b) for a, b in spans if not any(a < e and s < b for s, e in seen)]
             covered.setdefault(hit.article_id, []).extend(seen)
             covered[hit.article_id].extend(spans)
-            score(i, hit.article_id, fresh or spans, p.passage_weight * (hit.score / best_score) + p.dense_weight * (hit.dense or 0.0))
+            groups.append((i, hit.article_id, fresh or spans, p.passage_weight * (hit.score / best_score) + p.dense_weight * (hit.dense or 0.0)))
         if elsewhere:
             for article_id in dict.fromkeys(h.article_id for h in hits):
                 best = max((h for h in hits if h.article_id == article_id), key=lambda h: h.score)
                 prior = p.passage_weight * (best.score / best_score) + p.dense_weight * (best.dense or 0.0) - p.elsewhere_penalty
                 taken = covered.get(article_id, [])
                 rest = [(a, b) for a, b in _article_sentences(articles[article_id].text) if not any(a < e and s < b for s, e in taken)]
-                score(-1, article_id, rest, prior)
-        score_all()
+                groups.append((-1, article_id, rest, prior))
+        # Prefix relatives are looked up among the keys of every candidate, once per question.
+        universe: set[str] = set()
+        for _, article_id, spans, _ in groups:
+            text = articles[article_id].text
+            for start, end in spans:
+                universe |= sentence_features(text[start:end]).keys
+        terms = QuestionTerms(weights, universe, synonyms)
+        focus_terms = QuestionTerms(focus_keys, universe, synonyms) if focus_keys else None
+        for group in groups:
+            score_group(*group, terms, focus_terms)
         return sentences
 
     def _trim(self, spans: list[_Sentence], best: _Sentence | None, hit: Hit, kind: str | None) -> tuple[int, int]:

@@ -13,9 +13,9 @@ import threading
 from dataclasses import dataclass, field, replace
 
 from bot import dialogue
-from bot.answering import AnswerComposer, AnswerParams
+from bot.answering import AnswerComposer, AnswerParams, acronym_keys
 from bot.config import Settings
-from bot.dialogue import Classified, Conversation, Turn
+from bot.dialogue import Conversation, Turn
 from bot.embedding import Embedder, load_embedder
 from bot.errors import BotError
 from bot.formatting import NOISE_REPLY, small_talk_reply
@@ -36,6 +36,7 @@ class _Serving:
     index: StoredIndex
     retriever: Retriever
     vocabulary: Vocabulary = field(compare=False)
+    synonyms: list = field(compare=False)  # the corpus's acronyms as (key, expansion keys), for the composer
 
 
 def quoted_spans(answer: Answer) -> tuple[tuple[str, int, int], ...]:
@@ -64,7 +65,6 @@ class Reply:
     text: str | None = None
     answer: Answer | None = None
     command: str | None = None
-    classified: Classified | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,8 @@ class QuestionAnswerer:
         newer build (by build sequence) with an older one: /reindex and the watcher may race.
         """
         index = load_index(self.settings.index_dir, index_identity(self.settings, self.embedder))
-        serving = _Serving(index, Retriever(index, self.embedder, self.retrieval_params), corpus_vocabulary(index))
+        vocabulary = corpus_vocabulary(index)
+        serving = _Serving(index, Retriever(index, self.embedder, self.retrieval_params), vocabulary, acronym_keys(vocabulary.acronyms))
         with self._swap_lock:
             if self._serving is not None and not index.supersedes(self._serving.index):
                 log.info("loaded %s but %s is newer; keeping it", index.build_id, self._serving.index.build_id)
@@ -154,32 +155,29 @@ class QuestionAnswerer:
         previous = context or conversation.context()
         classified = dialogue.classify(message, has_context=previous is not None)
         if classified.kind == dialogue.SMALL_TALK:
-            return Reply("small_talk", small_talk_reply(classified.small_talk, self.settings.example_questions[0]), classified=classified)
+            return Reply("small_talk", small_talk_reply(classified.small_talk, self.settings.example_questions[0]))
         if classified.kind == dialogue.NOISE:
-            return Reply("noise", NOISE_REPLY.format(example=self.settings.example_questions[0]), classified=classified)
+            return Reply("noise", NOISE_REPLY.format(example=self.settings.example_questions[0]))
         if classified.kind == dialogue.COMMAND:
             if classified.command == "reset":
                 conversation.reset()
             if classified.command == "more":
-                return Reply("command", command="more", answer=self.more(conversation, top_k, filters), classified=classified)
-            return Reply("command", command=classified.command, classified=classified)
+                return Reply("command", command="more", answer=self.more(conversation, top_k, filters))
+            return Reply("command", command=classified.command)
         understood = understand(classified.text, self.serving.vocabulary)
         if not understood.text:
-            return Reply("not_understood", not_understood_reply(understood), classified=classified)
+            return Reply("not_understood", not_understood_reply(understood))
         question, note, focus = self.serving.vocabulary.names_capitalised(understood.text), None, None
         # A translated question is classified again: "aur Farooq Sattar?" is "and Farooq Sattar?".
         if previous is not None and (classified.kind == dialogue.FOLLOW_UP or (understood.language != ENGLISH and dialogue.looks_like_follow_up(question))):
             resolved = dialogue.resolve(question, previous)
             question, note, focus = resolved.question, resolved.note, resolved.focus
-        answer = self.ask(question, top_k, filters=filters, focus=focus)
+        # ``ask`` reads the (now English) question again; Urdu words it cannot know travel along.
+        answer = self.ask(question, top_k, filters=filters, focus=focus, unknown_words=understood.unknown)
         answer = replace(answer, question=message, context_note=note, language=understood.language)
-        if understood.unknown and answer.found:
-            # An Urdu word that is neither in the lexicon nor a corpus name, in a question that
-            # names nothing the articles know ("پنجاب کا وزیر اعلیٰ کون ہے؟").
-            answer = replace(answer, found=False, unknown_names=understood.unknown)
         if answer.found:
             conversation.remember(Turn(question, answer.best_sentence, len(answer.passages), understood.language, quoted_spans(answer)))
-        return Reply("answer", answer=answer, classified=classified)
+        return Reply("answer", answer=answer)
 
     def more(self, conversation: Conversation, top_k: int | None = None, filters: Filters | None = None) -> Answer | None:
         """The next passages about the conversation's last answered question (None: nothing asked yet)."""
@@ -202,25 +200,27 @@ class QuestionAnswerer:
         focus: str | None = None,
         all_passages: bool = False,
         quoted: tuple[tuple[str, int, int], ...] = (),
+        unknown_words: tuple[str, ...] = (),
     ) -> Answer:
         """Answer one question on its own (English, Roman Urdu or Urdu script).
 
         ``offset`` skips passages already shown ("More sources"), which are then all shown
         (``all_passages``); ``focus``: what a "what about X?" follow-up is about (the lead must name it);
-        ``quoted``: (article id, start, end) of quotes already shown, which are not quoted again.
+        ``quoted``: (article id, start, end) of quotes already shown, which are not quoted again;
+        ``unknown_words``: words of an Urdu question (read before) that name nothing the articles know.
         """
         question = " ".join(question.split())[:MAX_QUESTION_CHARS]
-        serving = self.serving
-        understood = understand(question, serving.vocabulary)
+        understood = understand(question, self.serving.vocabulary)
         if not understood.text:
             return Answer(question, False, language=understood.language, understood=False)
         english = understood.text
-        search_text, corrected = expand_names(english, serving.vocabulary)
+        serving = self.serving
         vocabulary = serving.vocabulary
+        search_text, corrected = expand_names(english, vocabulary)
         unknown = tuple(
             w for w in name_words(english)
             if len(w) > 2 and not vocabulary.knows(w) and not vocabulary.variants(w) and not vocabulary.spelled_out(w)
-        ) + understood.unknown  # fmt: skip
+        ) + understood.unknown + unknown_words  # fmt: skip
         k = top_k or self.settings.top_k
         vector = serving.retriever.embed_query(search_text)
         ranked = serving.retriever.search(search_text, offset + k, filters, vector, page=k)
@@ -235,12 +235,12 @@ class QuestionAnswerer:
             shown=[*ranked[:offset], *(Hit(article_id, start, end, 0.0) for article_id, start, end in quoted)],
             focus=focus,
             all_passages=all_passages or offset > 0,
-            acronyms=serving.vocabulary.acronyms,
+            synonyms=serving.synonyms,
         )
         answer = replace(answer, question=question, language=understood.language, unknown_names=unknown)
         if unknown and answer.found and offset == 0:
             # A question about someone or something no article mentions is not answered by
-            # quotes about something else ("the Green Line fares").
+            # quotes about something else ("the Green Line fares", "پنجاب").
             answer = replace(answer, found=False)
         return answer
 

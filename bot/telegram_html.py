@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from bot.formatting import citation_parts, grouped_sources, not_found_text
+from bot.language import Understood, not_understood_reply
 from bot.types import Answer, Article, Passage
 
 MESSAGE_LIMIT = 4096
@@ -178,8 +179,6 @@ def _pack_answer(blocks: list[Block]) -> list[str]:
 
 def render_not_found(answer: Answer) -> str:
     if not answer.understood:
-        from bot.language import Understood, not_understood_reply
-
         return escape(not_understood_reply(Understood(answer.language, "", answer.language)))
     filters = ""
     if answer.filters:

@@ -288,7 +288,6 @@ async def test_article_text_with_markup_characters_is_escaped_and_open_buttons_f
     # "Open [n]" exactly for the passages from the article with a URL
     expected = special.ask(SPECIAL_QUESTION)
     with_url = {p.rank for p in expected.passages if p.article.url}
-    without_url = {p.rank for p in expected.passages if not p.article.url}
     assert with_url, "the answer quotes the article with a URL"
     opens = {int(b["text"][6:-1]): b["url"] for b in reply.buttons if b["text"].startswith("Open [")}
     assert set(opens) == with_url and set(opens.values()) == {SPECIAL_URL}
