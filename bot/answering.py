@@ -424,9 +424,10 @@ class AnswerComposer:
                 confidence = min(confidence, self.params.found_threshold - 0.01)
         if confidence < self.params.found_threshold or top is None:
             return Answer(question=question, found=False, passages=tuple(passages), confidence=round(confidence, 4), **extras)
-        lead = articles[hits[top.hit_index].article_id].text[top.start : top.end]
+        article = articles[hits[top.hit_index].article_id]
+        lead = article.text[top.start : top.end]
         answer = Answer(question, True, tuple(passages), lead, first_rank, confidence=round(confidence, 4), **extras)
-        return replace(answer, coverage_note=coverage_note(question, answer))
+        return replace(answer, coverage_note=coverage_note(question, answer), lead_dated=with_years(lead, article.date))
 
     def confidence(self, hits: list[Hit], top: _Sentence | None) -> float:
         """How sure we are the corpus answers: the best of passage and sentence evidence.
@@ -550,6 +551,51 @@ class AnswerComposer:
             earlier_on_tie=True,  # context before the answering sentence reads more naturally
         )
         return spans[lo].start, spans[hi].end
+
+
+# -- dates: "earlier in January" of which year? ---------------------------------------------
+
+_MONTH_NAMES = "|".join(sorted((m for m in MONTH_WORDS if m != "May"), key=len, reverse=True))
+# A month named without its year: "in January", "on Jan 15", "January 15". Case-sensitive
+# ("march" is a verb); "May" only after a preposition or before a day ("may" is a verb too).
+_YEARLESS_MONTH = re.compile(
+    rf"(?:\b(?:[Ii]n|[Oo]n|[Ss]ince|[Uu]ntil|[Bb]y|[Ff]rom|[Oo]f|[Ee]arly|[Mm]id-?|[Ll]ate|[Tt]ill)\s+(?P<a>{_MONTH_NAMES}|May)\b"
+    rf"|\b(?P<b>{_MONTH_NAMES}|May)\b(?=\.?\s+\d))(?:\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\b)?"
+    rf"(?!\.?,?\s*(?:\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)?\b))"
+)
+_FUTURE_SENTENCE = re.compile(r"\b(?:will|shall|going to|upcoming|scheduled|due|expected|planned|plans?)\b", re.IGNORECASE)
+_RELATIVE_YEAR = re.compile(r"\b(?P<which>last|this|next)\s+year\b", re.IGNORECASE)
+
+
+def with_years(sentence: str, article_date: str | None) -> str | None:
+    """The sentence with the year made explicit where it names a month or "last year"
+    without one, read from the article's date ("Earlier in January [2023], the MQM-P ...");
+    None when there is nothing to add. A month later in the year than the article's own
+    month is last year's ("in December", written in February), unless the sentence speaks
+    of what is coming ("due in February", written in December, is next year's)."""
+    if not article_date:
+        return None
+    try:
+        written = date.fromisoformat(article_date[:10])
+    except ValueError:
+        return None
+
+    future = bool(_FUTURE_SENTENCE.search(sentence))
+
+    def month(match: re.Match) -> str:
+        number = MONTH_WORDS[match.group("a") or match.group("b")]
+        if future:  # "elections due in February", written in December: next year's
+            year = written.year if number >= written.month else written.year + 1
+        else:
+            year = written.year if number <= written.month else written.year - 1
+        return f"{match.group(0)} [{year}]"
+
+    def relative(match: re.Match) -> str:
+        year = written.year + {"last": -1, "this": 0, "next": 1}[match.group("which").lower()]
+        return f"{match.group(0)} [{year}]"
+
+    dated = _RELATIVE_YEAR.sub(relative, _YEARLESS_MONTH.sub(month, sentence))
+    return dated if dated != sentence else None
 
 
 # -- coverage: what the articles cannot know yet ----------------------------------------

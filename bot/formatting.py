@@ -62,7 +62,7 @@ def answer_summary(answer: Answer) -> str:
     if not answer.found:
         return not_found_text(answer)
     if answer.best_sentence:
-        return f"{_one_line(answer.best_sentence)} [{answer.best_passage_rank}]"
+        return f"{_one_line(answer.lead_dated or answer.best_sentence)} [{answer.best_passage_rank}]"
     return f"See the passages below [{answer.passages[0].rank}]."
 
 

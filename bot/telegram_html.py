@@ -139,7 +139,7 @@ def answer_blocks(answer: Answer, *, lead: bool = True) -> list[Block]:
     if lead and answer.coverage_note:
         blocks.append(Block(answer.coverage_note, "<b>", "</b>"))
     if lead and answer.best_sentence:
-        sentence = _one_line(answer.best_sentence)
+        sentence = _one_line(answer.lead_dated or answer.best_sentence)
         blocks.append(Block(f"{escape(sentence)} <b>[{answer.best_passage_rank}]</b>", raw=True)
                       if telegram_length(sentence) < 1000 else Block(f"{sentence} [{answer.best_passage_rank}]"))
     blocks.extend(_quote_block(passage) for passage in answer.passages)

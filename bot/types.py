@@ -100,3 +100,5 @@ class Answer:
     unknown_names: tuple[str, ...] = ()  # names in the question that no article mentions
     understood: bool = True  # False: a language or script we cannot read
     confidence: float | None = None  # what the not-found decision read (see AnswerComposer.confidence)
+    # The lead as shown, with the year made explicit ("Earlier in January [2023], ..."), when it differs
+    lead_dated: str | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.answering import HOW_MANY, WHAT_IS, WHEN, WHERE, WHICH, WHO, WHY, QuestionTerms, coverage_note, question_type
+from bot.answering import HOW_MANY, WHAT_IS, WHEN, WHERE, WHICH, WHO, WHY, QuestionTerms, coverage_note, question_type, with_years
 from bot.dialogue import Conversation
 from bot.evaluation import eval_conversation
 from bot.text import is_boilerplate
@@ -97,6 +97,34 @@ def test_the_lead_carries_the_evidence_its_type_needs(seed_answerer):
     assert "14 NA seats" in seed_answerer.ask("How many seats did PTI win in Karachi in 2018?").best_sentence
     assert "Muttahida Qaumi Movement-Pakistan (MQM-P)" in seed_answerer.ask("What does MQM-P stand for?").best_sentence
     assert "January" in seed_answerer.ask("When did the PSP merge into the MQM-P?").best_sentence
+
+
+@pytest.mark.parametrize(
+    ("sentence", "written", "shown"),
+    [
+        ("Earlier in January, the parties merged.", "2023-02-10", "Earlier in January [2023], the parties merged."),
+        ("In December, they met.", "2023-02-10", "In December [2022], they met."),  # later month: last year's
+        ("Elections are due in February.", "2023-12-10", "Elections are due in February [2024]."),  # what is coming
+        ("The protest on January 31 was called off.", "2023-02-10", "The protest on January 31 [2023] was called off."),
+        ("On Jan. 15 they met.", "2023-02-10", "On Jan. 15 [2023] they met."),
+        ("Last year the party split.", "2023-02-10", "Last year [2022] the party split."),
+        ("He spoke on Aug 22, 2016.", "2023-02-10", None),  # the year is there
+        ("The rally of March 5th 2023.", "2023-02-10", None),
+        ("He left in June 2019.", "2023-02-10", None),
+        ("They marched in Marchington; he may go.", "2023-02-10", None),  # not months
+        ("Earlier in January, the parties merged.", None, None),  # no date to read the year from
+    ],
+)
+def test_a_month_without_its_year_gets_the_year_from_the_articles_date(sentence, written, shown):
+    assert with_years(sentence, written) == shown
+
+
+def test_a_when_answer_shows_the_year_the_article_leaves_out(seed_answerer):
+    from bot.formatting import answer_summary
+
+    answer = seed_answerer.ask("When did the PSP merge into the MQM-P?")
+    assert "Earlier in January" in answer.best_sentence and "[2023]" not in answer.best_sentence  # the quote stays the outlet's words
+    assert answer_summary(answer).startswith("Earlier in January [2023], the MQM-P and PSP")
 
 
 def test_misspelt_names_are_answered(seed_answerer):

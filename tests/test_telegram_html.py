@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from html.parser import HTMLParser
+from dataclasses import replace
 
 from hypothesis import given, settings, strategies as st
 
@@ -146,3 +147,9 @@ def test_sources_page_paginates_and_escapes():
     assert pages == 3
     assert "page 2 of 3" in text and "9. Title 8 &lt;&amp;&gt;" in text and "Out&amp;let" in text
     assert "Title 16" not in text and balanced(text)
+
+
+def test_the_lead_is_shown_with_its_year_made_explicit():
+    answer = replace(_answer(["Earlier in January, the parties merged."]), lead_dated="Earlier in January [2023], the parties merged.")
+    first = render_answer(answer)[0]
+    assert "Earlier in January [2023], the parties merged. <b>[1]</b>" in first
