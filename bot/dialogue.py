@@ -52,7 +52,7 @@ _SMALL_TALK: dict[SmallTalk, tuple[str, ...]] = {
     SmallTalk.THANKS: (
         "thanks", "thank you", "thx", "ty", "tnx", "thanks a lot", "thank you so much", "thanks so much", "many thanks",
         "thanks a ton", "cheers", "much appreciated", "appreciate it", "shukriya", "shukria", "shukran", "jazakallah",
-        "شکریہ", "بہت شکریہ", "thank u", "thanku", "tysm", "thanks bot",
+        "شکریہ", "بہت شکریہ", "bohat shukriya", "bohot shukriya", "bahut shukriya", "buhat shukriya", "thank u", "thanku", "tysm", "thanks bot",
     ),
     SmallTalk.BYE: (
         "bye", "goodbye", "good bye", "bye bye", "good night", "gn", "see you", "see ya", "later", "see you later",
@@ -85,6 +85,12 @@ _SMALL_TALK_PREFIX = re.compile(
     r"^(?:" + "|".join(re.escape(p) for p in sorted(_SMALL_TALK_KIND, key=len, reverse=True)) + r")\b[\s,.!;:—–-]*",
     re.IGNORECASE,
 )
+# "bohat acha", "very good", "so cool": the same small talk, said with more feeling.
+_INTENSIFIER = re.compile(r"^(?:(?:very|so|really|super|bohat|bohot|bahut|buhat|bht|bohut|bahot|بہت)\s+)+")
+# "good morning bot", "thanks buddy": small talk addressed to the bot.
+_ADDRESSED = re.compile(r"[\s,]+(?:bot|buddy|friend|mate|dear|bro|sir|man|yaar|yar|bhai|jee|ji)$")
+# "you're great", "you are useless": a word of feedback about the bot.
+_ABOUT_YOU = re.compile(r"^(?:you'?re|you\s+are|ur|u\s+r|u\s+are|this\s+is|that'?s|that\s+is)\s+(?:(?:so|very|really|a|an|the|just)\s+)*(?P<what>[\w' ]+?)(?:\s+bot)?$")
 # Politeness that may open a question without being small talk on its own.
 _LEADING_FILLER = re.compile(r"^(?:(?:ok(?:ay)?|so|well|um+|please|pls|plz|also|btw|but|then)\b[\s,.!—–-]*)+", re.IGNORECASE)
 
@@ -94,16 +100,29 @@ _COMMANDS = {
         "sources", "/sources", "source", "articles", "list articles", "list the articles", "show sources",
         "show articles", "what articles do you have", "which articles do you have", "what sources do you have",
         "which sources do you have", "what do you know", "what do you know about", "what articles",
-        "show me the articles", "list sources", "list of articles",
+        "show me the articles", "list sources", "list of articles", "which articles are you using",
+        "what articles are you using", "which sources are you using", "what sources are you using",
+        "where do your answers come from", "what are your sources",
     ),
     "more": ("more", "/more", "more sources", "show more", "next", "more please", "more passages", "other sources", "go on"),
     "reset": (
         "reset", "/reset", "start over", "new topic", "/new", "new", "clear", "/clear", "forget it", "forget that",
         "new question", "change topic", "change the topic", "let's start over", "lets start over", "restart",
+        "start new topic", "start again", "new conversation",
     ),
     "start": ("/start", "start"),
 }  # fmt: skip
+_COMMAND_FILLER = {"me", "your", "the", "a", "an", "please", "pls", "all", "us", "of", "can", "you", "could", "some"}
+
+
+def _command_key(text: str) -> str:
+    """A command phrase without its filler: "show me more" and "show more", "list your sources"
+    and "list sources", "start a new topic" and "start new topic" meet."""
+    return " ".join(w for w in text.split() if w not in _COMMAND_FILLER)
+
+
 _COMMAND_OF = {phrase: name for name, phrases in _COMMANDS.items() for phrase in phrases}
+_COMMAND_OF.update({_command_key(phrase): name for phrase, name in list(_COMMAND_OF.items()) if _command_key(phrase)})
 
 # Follow-up cues (the English text, after any translation).
 _FOLLOW_UP_OPENERS = re.compile(
@@ -112,6 +131,14 @@ _FOLLOW_UP_OPENERS = re.compile(
     re.IGNORECASE,
 )
 _SUBSTITUTION = re.compile(r"^(?:and\s+)?(?:what|how)\s+about\s+(?P<x>.+?)\s*\??$|^and\s+(?P<y>(?!what\b|who\b|when\b|where\b|why\b|which\b|how\b|is\b|was\b|did\b|does\b|do\b|are\b|were\b|has\b|have\b|can\b)[^?]+?)\s*\??$", re.IGNORECASE)
+# The same in Roman Urdu and Urdu script ("kab?", "aur Farooq Sattar?", "کیوں؟", "اور ایم کیو ایم؟"),
+# read before translation so the classifier's label is right on its own.
+_URDU_FOLLOW_UP = re.compile(
+    r"^(?:(?:aur|اور)\s+)?(?:kab|kyun|kyon|kiyun|kahan|kahaan|kaun|kon|kis\s+ne|kitne|kitni|kaise|کب|کیوں|کہاں|کون|کس\s+نے|کتنے|کتنی|کیسے)"
+    r"(?:\s+(?:tha|thi|hua|hui|the|hai|ہوا|ہوئی|تھا|تھی|ہے))?\s*[?؟!.]*$|^(?:aur|اور)\s+[^?؟]+[?؟]?$",
+    re.IGNORECASE,
+)
+_ROMAN_QUESTION_WORD = re.compile(r"\b(?:kaun|kon|kab|kahan|kahaan|kya|kyun|kyon|kitne|kitni|kis|kaise)\b", re.IGNORECASE)
 # "Which party did ..." asks with two words: both give way when "why?" re-asks it.
 _QUESTION_WORD = re.compile(
     r"^(?P<w>(?:which|what)\s+\w+(?=\s+(?:did|does|do|is|was|were|are|has|have|had|will|would|can)\b)|"
@@ -174,7 +201,9 @@ def _is_keyboard_mash(word: str) -> bool:
     for a, b in pairs:
         (ra, ca), (rb, cb) = _KEY_POSITION.get(a, (9, 99)), _KEY_POSITION.get(b, (9, 99))
         neighbours += ra == rb and abs(ca - cb) == 1
-    return len(word) >= 5 and neighbours / len(pairs) >= 0.6
+    share = neighbours / len(pairs)
+    # "asdf": four neighbouring keys, one vowel at most ("were" rolls across keys too, but speaks)
+    return (len(word) >= 5 and share >= 0.6) or (len(word) == 4 and share == 1.0 and len(re.findall(r"[aeiouy]", word)) <= 1)
 
 
 def _is_noise(text: str) -> bool:
@@ -186,7 +215,10 @@ def _is_noise(text: str) -> bool:
     words = re.findall(r"\w+", text)
     if words and all(len(w) == 1 for w in words) and len(words) >= 2:
         return True  # "k k k k"
-    return bool(words) and all(_is_keyboard_mash(w) for w in words)
+    # "asdf jkl": mashed words, with at most short vowelless ones beside them
+    return bool(words) and any(_is_keyboard_mash(w) for w in words) and all(
+        _is_keyboard_mash(w) or (len(w) <= 3 and w.isalpha() and w.isascii() and not re.search(r"[aeiouy]", w, re.IGNORECASE)) for w in words
+    )
 
 
 def classify(message: str, *, has_context: bool = False) -> Classified:
@@ -195,18 +227,26 @@ def classify(message: str, *, has_context: bool = False) -> Classified:
     if not text:
         return Classified(NOISE, text)
     normal = _normal(text)
-    if normal in _COMMAND_OF or (normal.startswith("please ") and normal[7:] in _COMMAND_OF):
-        return Classified(COMMAND, text, command=_COMMAND_OF.get(normal) or _COMMAND_OF[normal[7:]])
+    command = _COMMAND_OF.get(normal) or _COMMAND_OF.get(_command_key(normal))
+    if command:
+        return Classified(COMMAND, text, command=command)
     if text.startswith("/"):
         name = normal.split()[0].lstrip("/").split("@")[0] if normal else ""
         if name in {c.lstrip("/") for c in _COMMANDS} or f"/{name}" in _COMMAND_OF:
             return Classified(COMMAND, text, command=_COMMAND_OF.get(f"/{name}", name))
+    if re.fullmatch(r"(?:\w[\s,.!]+){2,}\w[\s,.!?]*", normal + " ") and not normal.isdigit():
+        return Classified(NOISE, text)  # "k k k k", "a b c": single letters, nothing to answer
     if not normal and _is_emoji_only(text):
         return Classified(SMALL_TALK, text, small_talk=SmallTalk.ACK)
     if _is_emoji_only(text):
         return Classified(SMALL_TALK, text, small_talk=SmallTalk.ACK)
-    if normal in _SMALL_TALK_KIND or normal in _SMALL_TALK_ALONE:
-        return Classified(SMALL_TALK, text, small_talk=_SMALL_TALK_KIND.get(normal) or _SMALL_TALK_ALONE[normal])
+    plain = _ADDRESSED.sub("", _INTENSIFIER.sub("", normal)).strip(" ,.!")
+    if normal in _SMALL_TALK_KIND or plain in _SMALL_TALK_KIND or normal in _SMALL_TALK_ALONE:
+        kind = _SMALL_TALK_KIND.get(normal) or _SMALL_TALK_KIND.get(plain) or _SMALL_TALK_ALONE[normal]
+        return Classified(SMALL_TALK, text, small_talk=kind)
+    praise = _ABOUT_YOU.match(normal)
+    if praise and praise.group("what") in _SMALL_TALK_KIND:
+        return Classified(SMALL_TALK, text, small_talk=SmallTalk.FEEDBACK)
     # Small talk in front of a question ("thanks, and who is Tessori?"): the question counts.
     rest, first_kind = text, None
     while True:
@@ -216,7 +256,7 @@ def classify(message: str, *, has_context: bool = False) -> Classified:
         first_kind = first_kind or _SMALL_TALK_KIND.get(_normal(match.group(0)))
         rest = rest[match.end():]
     rest = _LEADING_FILLER.sub("", rest).strip()
-    if not rest or _is_emoji_only(rest) or _normal(rest) in _SMALL_TALK_KIND:
+    if not rest or (first_kind and not re.search(r"\w", rest)) or _is_emoji_only(rest) or _normal(rest) in _SMALL_TALK_KIND:
         return Classified(SMALL_TALK, text, small_talk=first_kind or SmallTalk.ACK)
     if _is_noise(rest):
         return Classified(NOISE, rest)
@@ -266,6 +306,9 @@ def looks_like_follow_up(text: str) -> bool:
     stripped = text.strip()
     if _SUBSTITUTION.match(stripped):
         return True
+    if _URDU_FOLLOW_UP.match(stripped):
+        # "aur Farooq Sattar kaun hai?" asks with its own question word and subject, like "and who is ...?"
+        return not (_ROMAN_QUESTION_WORD.search(stripped) and own_names(stripped))
     if re.match(r"(?:was|is|were|are|did|does|do|has|had|have|can|could|will|would)\s+(?:it|he|she|they|that|this|there)\b", stripped, re.IGNORECASE):
         return True  # "was it a PSP event?"
     if re.search(r"\b(?:about|of|with|from|in|at|for|by|after)\s+(?:it|that|this|them|him|her|there)\b", stripped, re.IGNORECASE):
@@ -287,6 +330,8 @@ def looks_like_follow_up(text: str) -> bool:
 
 def _refers_back(text: str) -> bool:
     words = {w.lower() for w in _words(text)}
+    if re.match(r"(?:which|what|how\s+many)\s+\w+s\b", text, re.IGNORECASE):
+        words -= {"their", "they", "them"}  # "Which groups announced their merger?": the groups' own
     return bool(words & (_PERSON_PRONOUNS | _GROUP_PRONOUNS | {"it", "its", "that", "this", "those", "these", "there", "then"}))
 
 

@@ -168,8 +168,9 @@ class QuestionAnswerer:
         if not understood.text:
             return Reply("not_understood", not_understood_reply(understood))
         question, note, focus = self.serving.vocabulary.names_capitalised(understood.text), None, None
-        # A translated question is classified again: "aur Farooq Sattar?" is "and Farooq Sattar?".
-        if previous is not None and (classified.kind == dialogue.FOLLOW_UP or (understood.language != ENGLISH and dialogue.looks_like_follow_up(question))):
+        # A translated question is judged in English: "aur PSP ka leader kaun hai?" is a question of its own.
+        follows = dialogue.looks_like_follow_up(question) if understood.language != ENGLISH else classified.kind == dialogue.FOLLOW_UP
+        if previous is not None and follows:
             resolved = dialogue.resolve(question, previous)
             question, note, focus = resolved.question, resolved.note, resolved.focus
         # ``ask`` reads the (now English) question again; Urdu words it cannot know travel along.

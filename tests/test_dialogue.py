@@ -49,6 +49,29 @@ def test_the_labelled_messages_are_classified_as_labelled():
         ("when was that?", FOLLOW_UP),
         ("which party does he belong to?", FOLLOW_UP),
         ("why?", FOLLOW_UP),
+        # said with feeling, addressed to the bot, or about it
+        ("bohat shukriya", SMALL_TALK),
+        ("bohat acha", SMALL_TALK),
+        ("good morning bot", SMALL_TALK),
+        ("you're great", SMALL_TALK),
+        ("thanks :)", SMALL_TALK),
+        ("you are the PSP leader?", QUESTION),
+        # commands with filler words
+        ("show me more", COMMAND),
+        ("list your sources", COMMAND),
+        ("start a new topic", COMMAND),
+        ("list the MQM-P leaders", QUESTION),
+        # single letters and mashed keys
+        ("k k k k", NOISE),
+        ("asdf jkl", NOISE),
+        ("were they there?", FOLLOW_UP),
+        # Roman Urdu and Urdu follow-ups, read before translation
+        ("kab?", FOLLOW_UP),
+        ("کیوں؟", FOLLOW_UP),
+        ("aur Farooq Sattar?", FOLLOW_UP),
+        ("shukriya, aur Farooq Sattar kaun hai?", QUESTION),
+        # a possessive about the question's own subject does not point back
+        ("Which groups announced their merger in 2023?", QUESTION),
     ],
 )
 def test_tricky_messages(text, kind):
