@@ -127,6 +127,23 @@ def test_a_when_answer_shows_the_year_the_article_leaves_out(seed_answerer):
     assert answer_summary(answer).startswith("Earlier in January [2023], the MQM-P and PSP")
 
 
+def test_a_day_of_the_month_is_not_a_count():
+    from bot.answering import sentence_features
+
+    assert not sentence_features("The protest was planned on January 31.").counted
+    assert not sentence_features("He spoke on 22 August.").counted
+    assert sentence_features("PTI won by winning 14 NA seats.").counted
+
+
+def test_a_quote_that_cannot_carry_the_answer_is_not_offered(seed_answerer):
+    # The articles name the tragedy and Imran Khan, but give no death toll and no word of his.
+    assert not seed_answerer.ask("How many people died in the Gul Plaza tragedy?").found
+    assert not seed_answerer.ask("What did Imran Khan say about the merger?").found
+    # ... while what someone did say is found, by surname and an opinion verb ("Haroon considers ...")
+    said = seed_answerer.ask("What does Raza Haroon call the most damaging decision?")
+    assert said.found and "most damaging political decision" in said.best_sentence
+
+
 def test_misspelt_names_are_answered(seed_answerer):
     answer = seed_answerer.ask("where did mustafa kamaml hold his rally")
     assert answer.found
