@@ -127,6 +127,11 @@ def test_a_when_answer_shows_the_year_the_article_leaves_out(seed_answerer):
     assert answer_summary(answer).startswith("Earlier in January [2023], the MQM-P and PSP")
 
 
+def test_who_did_it_is_answered_by_the_name_in_the_doers_place(seed_answerer):
+    assert "founder Altaf Hussain" in seed_answerer.ask("Who founded the MQM?").best_sentence
+    assert "Maqbool Baqar became the caretaker CM" in seed_answerer.ask("Who became the caretaker chief minister of Sindh?").best_sentence
+
+
 def test_a_day_of_the_month_is_not_a_count():
     from bot.answering import sentence_features
 
