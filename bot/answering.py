@@ -270,6 +270,7 @@ class SentenceFeatures:
     former: bool  # "former", "ex-", "erstwhile"...
     is_question: bool  # an interviewer's or a rhetorical question
     names: frozenset[str]  # multi-word capitalised names and acronyms
+    name_keys: frozenset[str]  # the keys of every capitalised word after the first (who a "he" next may be)
 
 
 @lru_cache(maxsize=200_000)
@@ -285,7 +286,12 @@ def sentence_features(sentence: str) -> SentenceFeatures:
         former=bool(_FORMER.search(sentence)),
         is_question=sentence.rstrip("”’\"' ").endswith("?"),
         names=frozenset(_NAME_LIKE.findall(sentence)),
+        name_keys=_keys(" ".join(m.group(0) for m in _CAPITALISED.finditer(sentence) if m.start() > 0)),
     )
+
+
+_CAPITALISED = re.compile(r"\b[A-Z][\w’'-]*")
+_OPENS_WITH_PRONOUN = re.compile(r"^\W*(?:He|She|His|Her)\b")
 
 
 _WHO_DID = re.compile(r"^\s*(?:and\s+)?who\s+(?:(?:has|have|had|will|would|did|does|was|were|is)\s+)?(?P<verb>[a-z]+)\b", re.IGNORECASE)
@@ -571,10 +577,15 @@ class AnswerComposer:
         def score_group(i: int, article_id: str, spans: list[tuple[int, int]], prior: float, terms, focus_terms) -> None:
             text = articles[article_id].text
             previous = (0, 0)
+            previous_names: frozenset[str] = frozenset()
             for start, end in spans:
                 sentence = text[start:end]
                 features = sentence_features(sentence)
-                full, partial = terms.held(features.keys)
+                keys = features.keys
+                if _OPENS_WITH_PRONOUN.match(sentence):
+                    keys = keys | previous_names  # "He ..." is the person the sentence before named
+                previous_names = features.name_keys
+                full, partial = terms.held(keys)
                 coverage = terms.coverage(full, partial)
                 # with the sentence before it (the event named there, the cause given here)
                 together = terms.coverage(full | previous[0], partial | previous[1])

@@ -132,6 +132,11 @@ def test_who_did_it_is_answered_by_the_name_in_the_doers_place(seed_answerer):
     assert "Maqbool Baqar became the caretaker CM" in seed_answerer.ask("Who became the caretaker chief minister of Sindh?").best_sentence
 
 
+def test_a_sentence_that_opens_with_he_is_about_the_person_named_before_it(seed_answerer):
+    # "MQM founder Altaf Hussain never held ... He was the 'Quaid-i-Tehreek' ... until he made an incendiary speech on Aug 22, 2016."
+    assert "incendiary speech on Aug 22, 2016" in seed_answerer.ask("When did Altaf Hussain give the speech?").best_sentence
+
+
 def test_a_day_of_the_month_is_not_a_count():
     from bot.answering import sentence_features
 
