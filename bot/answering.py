@@ -173,6 +173,11 @@ _IRREGULAR = {
     "fought": "fight", "sought": "seek", "caught": "catch", "felt": "feel", "beat": "beat", "bought": "buy",
     "arrested": "arrest", "picked": "pick", "wins": "win", "winning": "win",
 }  # fmt: skip
+# A question about what happened: "did", "was", or a past form ("won", as a translation says it)
+_ASKED_PAST = re.compile(
+    r"\b(?:did|was|were|had|" + "|".join(w for w in _IRREGULAR if w not in ("says", "wins", "winning", "beat", "arrested", "picked")) + r")\b",
+    re.IGNORECASE,
+)
 _IRREGULAR_WORD = re.compile(r"\b(?:" + "|".join(_IRREGULAR) + r")\b", re.IGNORECASE)
 
 
@@ -269,6 +274,7 @@ class SentenceFeatures:
     past: bool  # "last", "previous", "former"...
     former: bool  # "former", "ex-", "erstwhile"...
     is_question: bool  # an interviewer's or a rhetorical question
+    hopeful: bool  # speaks of what may come: "can win", "hopeful", "expected to"
     names: frozenset[str]  # multi-word capitalised names and acronyms
     name_keys: frozenset[str]  # the keys of every capitalised word after the first (who a "he" next may be)
 
@@ -277,7 +283,7 @@ class SentenceFeatures:
 def sentence_features(sentence: str) -> SentenceFeatures:
     return SentenceFeatures(
         keys=_keys(sentence),
-        years=frozenset(_YEAR.findall(sentence)),
+        years=frozenset(_YEAR.findall(_COMPARED_YEAR.sub(" ", sentence))),
         dated=bool(_DATE_LIKE.search(sentence)),
         counted=bool(_COUNT_LIKE.search(_DAY_OF_MONTH.sub(" ", sentence))),
         placed=bool(_PLACE_LIKE.search(sentence)),
@@ -285,11 +291,15 @@ def sentence_features(sentence: str) -> SentenceFeatures:
         past=bool(_PAST_MARKER.search(sentence)),
         former=bool(_FORMER.search(sentence)),
         is_question=sentence.rstrip("”’\"' ").endswith("?"),
+        hopeful=bool(_HOPEFUL.search(sentence)),
         names=frozenset(_NAME_LIKE.findall(sentence)),
         name_keys=_keys(" ".join(m.group(0) for m in _CAPITALISED.finditer(sentence) if m.start() > 0)),
     )
 
 
+# "compared to 25 in 2013": a year given for comparison is not the year the sentence is about
+_COMPARED_YEAR = re.compile(r"\b(?:compared\s+(?:to|with)|than|against|up\s+from|down\s+from)\s+(?:[\w-]+\s+){0,3}?(?:in\s+)?(?:19|20)\d\d\b", re.IGNORECASE)
+_HOPEFUL = re.compile(r"\b(?:can|will|hopeful|hopes?|expected|expects?|likely|going\s+to|chances|prospects)\b", re.IGNORECASE)
 _CAPITALISED = re.compile(r"\b[A-Z][\w’'-]*")
 _OPENS_WITH_PRONOUN = re.compile(r"^\W*(?:He|She|His|Her)\b")
 
@@ -568,7 +578,11 @@ class AnswerComposer:
         asked_years = frozenset(_YEAR.findall(question))
         context_weight = p.why_context_weight if kind == WHY else p.context_weight
         future = bool(_FUTURE_QUESTION.search(question))
+        asked_past = not future and bool(_ASKED_PAST.search(question))
         focus_keys = {k: 1.0 for k in _keys(focus)} if focus else {}
+        # "and the MQM-P?" is not answered by "a fragmented MQM": a party's letters are its name
+        acronym = _ACRONYM.search(focus or "")
+        focus_acronym = re.compile(rf"(?<![\w-]){re.escape(acronym.group(0))}(?![\w-])") if acronym and "-" in acronym.group(0) else None
         present = bool(re.match(r"\s*(?:who|what|which)\s+(?:is|are)\b|\s*who[’']s\b", question, re.IGNORECASE))
         asked_words = [w for w in _WORD.findall(question) if w.lower() not in _QUESTION_WORDS and len(w) > 3]
         best_score = max((h.score for h in hits), default=1.0) or 1.0
@@ -598,10 +612,14 @@ class AnswerComposer:
                     bonus = p.doer_bonus  # "Maqbool Baqar became ...", "led by Khalid Maqbool", "founder Altaf Hussain"
                 if asked_years and features.years and not (features.years & asked_years):
                     bonus -= p.year_mismatch_penalty  # "in 2018" is not answered by a sentence about 2024
-                if focus_terms is not None and focus_terms.coverage(*focus_terms.held(features.keys)) < 0.5:
+                if focus_terms is not None and (
+                    focus_terms.coverage(*focus_terms.held(features.keys)) < 0.5 or (focus_acronym and not focus_acronym.search(sentence))
+                ):
                     bonus -= p.focus_penalty  # "and what about Farooq Sattar?" wants him named
                 if future and features.past:
                     bonus -= p.tense_penalty
+                if asked_past and features.hopeful:
+                    bonus -= p.tense_penalty  # "how many seats did it win?" is not "it can win 13-14 seats"
                 if features.is_question:
                     bonus -= p.question_penalty  # an interviewer's or a rhetorical question answers nothing
                 if present and features.former and any(re.search(rf"\b{_FORMER_WORDS}\s+(?:[\w-]+\s+){{0,2}}{re.escape(w)}", sentence, re.IGNORECASE) for w in asked_words):

@@ -137,6 +137,16 @@ def test_a_sentence_that_opens_with_he_is_about_the_person_named_before_it(seed_
     assert "incendiary speech on Aug 22, 2016" in seed_answerer.ask("When did Altaf Hussain give the speech?").best_sentence
 
 
+def test_what_about_a_party_wants_that_party_in_the_past_it_was_asked_about(seed_answerer):
+    """"and the MQM-P?" after PTI's 2018 seats: the MQM-P by its own letters (not "a fragmented
+    MQM"), a year given for comparison ("compared to 25 in 2013") no mismatch, and what
+    happened, not what its leaders hope ("can win 13-14 seats")."""
+    conversation = Conversation()
+    seed_answerer.reply(conversation, "How many NA seats did PTI win in Karachi in 2018?")
+    answer = seed_answerer.reply(conversation, "and the MQM-P?").answer
+    assert "shrunk to a mere seven" in answer.best_sentence
+
+
 def test_a_day_of_the_month_is_not_a_count():
     from bot.answering import sentence_features
 
