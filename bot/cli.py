@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--benchmark-dir", type=Path, help="MultiHop-RAG folder (default: ../shared/benchmarks/multihop-rag)")
     evaluate.add_argument("--limit", type=int, help="multihop: score only the first N questions; build: use the first N articles")
     evaluate.add_argument("--no-cost", action="store_true", help="conversation: skip the answer-cost benchmark")
+    evaluate.add_argument(
+        "--gold", type=Path,
+        help="conversation: the dialogues to score (default tests/gold/conversation.json; tests/gold/conversation_heldout.json "
+        "was written apart from the tuning)",
+    )  # fmt: skip
     return parser
 
 

@@ -155,7 +155,8 @@ def run_eval(args, settings: Settings) -> int:
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_multihop(report))
         return 0
     if suite == "conversation":
-        report = eval_conversation(settings, cost_rounds=0 if getattr(args, "no_cost", False) else 3)
+        gold = getattr(args, "gold", None) or CONVERSATION_GOLD
+        report = eval_conversation(settings, gold_file=gold, cost_rounds=0 if getattr(args, "no_cost", False) else 3)
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_conversation(report))
         return 0
     if suite == "build":
@@ -617,6 +618,7 @@ def eval_conversation(
     categories = sorted({r["category"] for r in rows})
     report = {
         "dialogues": len(gold["dialogues"]),
+        "gold_file": _shown_path(Path(gold_file)),
         "turns": len(rows),
         "by_category": {c: {"n": len([r for r in rows if r["category"] == c]), "right": share([r for r in rows if r["category"] == c])} for c in categories},
         "by_language": {lang: {"n": len([r for r in answer_rows if r["lang"] == lang]), "right": share([r for r in answer_rows if r["lang"] == lang])}
@@ -668,7 +670,7 @@ def _answer_cost(answerer, questions: list[str], rounds: int) -> dict:
 
 def format_conversation(report: dict) -> str:
     t = CONVERSATION_TARGETS
-    lines = [f"Conversation gold set: {report['dialogues']} dialogues, {report['turns']} turns (tests/gold/conversation.json)", ""]
+    lines = [f"Conversation gold set: {report['dialogues']} dialogues, {report['turns']} turns ({report['gold_file']})", ""]
     lines.append(f"  {'category':14} {'turns':>5} {'right':>7}  target")
     answer_categories = {"who", "when", "where", "why", "how_many", "what_is", "which", "follow_up", "misspelling", "coverage", "not_found"}
     for category, row in report["by_category"].items():
@@ -706,3 +708,11 @@ def format_conversation(report: dict) -> str:
         for miss in report["classifier_misses"]:
             lines.append(f"  {miss['text']!r}: labelled {miss['kind']}, classified {miss['got']}")
     return "\n".join(lines)
+
+
+def _shown_path(path: Path) -> str:
+    """A gold file as the reader would type it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)

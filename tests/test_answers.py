@@ -198,11 +198,11 @@ def test_conversation_gold_set_holds_its_measured_level(seed_answerer, seed_sett
     report = eval_conversation(seed_settings, answerer=seed_answerer, cost_rounds=0)
     assert report["turns"] >= 120 and report["dialogues"] >= 40
     assert report["small_talk_right"] == 1.0 and report["command_right"] == 1.0
-    assert report["lead_right"] >= 0.75
+    assert report["lead_right"] >= 0.80  # measured 82.5%
     assert report["by_language"]["ur"]["right"] >= 0.75
     assert report["by_language"]["roman_ur"]["right"] >= report["by_language"]["en"]["right"] - 0.05
-    assert report["not_found_right"] >= 0.8
-    assert report["classifier_accuracy"] >= 0.93
+    assert report["not_found_right"] >= 0.9  # measured 100%
+    assert report["classifier_accuracy"] >= 0.97  # measured 100% of 212
     assert report["reply_chars"]["median"] < 1200
 
 
