@@ -99,7 +99,7 @@ def question_type(question: str) -> str | None:
     text = re.sub(r"^(?:and|so|but|also|ok|okay|then|please|tell me)[\s,]+", "", text)
     if re.match(r"(?:in\s+)?(?:when\b|what\s+(?:year|date|day|month|time)\b|since\s+when\b|how\s+long\s+ago\b|which\s+(?:year|date|day|month)\b)", text):
         return WHEN
-    if re.match(r"how\s+(?:many|much)\b", text) or re.search(r"\bwhat\s+(?:number|percentage|share|amount)\b", text):
+    if re.match(r"how\s+(?:many|much|old)\b", text) or re.search(r"\bwhat\s+(?:number|percentage|share|amount)\b", text):
         return HOW_MANY
     if re.match(r"where\b", text) or re.match(r"(?:in|at)\s+which\s+(?:city|place|town|area|venue)\b", text):
         return WHERE
@@ -346,6 +346,45 @@ def _doer_evidence(question: str) -> Callable[[str], bool] | None:
     return test
 
 
+# The last word of a capitalised run that is a body or a place, not a person
+_NOT_PEOPLE = {
+    "assembly", "party", "movement", "group", "league", "house", "committee", "government", "pakistan", "karachi",
+    "sindh", "punjab", "court", "commission", "council", "front", "alliance", "town", "city", "province", "islami",
+    "insaf", "tehreek", "tehreek-i-insaf", "jamaat-i-islami", "nawaz", "parliamentarians", "programme", "program",
+}  # fmt: skip
+_AGE = re.compile(r"\b\d{1,3}(?:-year-old|\s+years?\s+old)\b|\baged\s+\d{1,3}\b|\bage\s+(?:of\s+)?\d{1,3}\b", re.IGNORECASE)
+_LESSER_ROLE = re.compile(r"\b(?:deputy|vice|assistant|acting|former|ex|joint|co)[\s-]+$", re.IGNORECASE)
+_WHO_HOLDS = re.compile(
+    r"^\s*(?:and\s+)?who(?:\s+(?:is|was|are|were|became|becomes)|[’']s)\s+(?:the\s+|its\s+|their\s+)?(?P<role>[a-z][\w-]*(?:\s+[a-z][\w-]*){0,2})"
+    r"(?:\s+(?:of|in|for|at|to)\b.*)?\s*\??\s*$",
+    re.IGNORECASE,
+)
+
+
+def _role_holder_evidence(question: str) -> Callable[[str], bool] | None:
+    """For "who is the opposition leader in the Sindh Assembly?": a sentence that names someone
+    right by the role ("Rana Ansar as the leader of the opposition", "Sindh Governor Kamran
+    Tessori"), not one that only mentions the role ("its own leader of the opposition")."""
+    match = _WHO_HOLDS.match(question)
+    words = match.group("role").split() if match else []
+    if not words or not words[-1].islower() or words[-1].lower() in _NOT_DEEDS:
+        return None  # "who is Kamal?": a person, not a role
+    head = next(iter(_keys(words[-1])), None)
+    asked = _keys(question)
+
+    def test(sentence: str) -> bool:
+        for role in re.finditer(r"[\w-]+", sentence):
+            if next(iter(_keys(role.group(0))), None) != head or _LESSER_ROLE.search(sentence[max(0, role.start() - 16) : role.start()]):
+                continue  # "deputy conveners" do not hold the convener's role
+            window = sentence[max(0, role.start() - 40) : role.end() + 40]
+            for name in re.finditer(_PERSON, window):
+                if name.group(0).split()[-1].lower() not in _NOT_PEOPLE and not _keys(name.group(0)) <= asked:
+                    return True
+        return False
+
+    return test
+
+
 def _type_evidence(kind: str | None, question: str) -> Callable[[str, SentenceFeatures], bool] | None:
     """A test a sentence passes when it carries the evidence this type of question needs."""
     if kind == WHEN:
@@ -524,6 +563,8 @@ class AnswerComposer:
         features = [sentence_features(quote[a:b]) for a, b in sentence_spans(quote)] or [sentence_features(quote)]
         if kind == HOW_MANY and not any(f.counted for f in features):
             return False
+        if re.match(r"\s*how\s+old\b", question, re.IGNORECASE) and not _AGE.search(quote):
+            return False  # an age, not "the two factions"
         if kind == WHEN and not any(f.dated for f in features):
             return False
         speaker = _SPEAKER_QUESTION.match(question)
@@ -574,7 +615,7 @@ class AnswerComposer:
         of the passages' articles (hit_index -1), a little behind, as lead candidates."""
         p = self.params
         evidence = _type_evidence(kind, question)
-        doer = _doer_evidence(question) if kind == WHO else None
+        doer = (_doer_evidence(question) or _role_holder_evidence(question)) if kind == WHO else None
         asked_years = frozenset(_YEAR.findall(question))
         context_weight = p.why_context_weight if kind == WHY else p.context_weight
         future = bool(_FUTURE_QUESTION.search(question))

@@ -462,7 +462,10 @@ def resolve(follow_up: str, previous: Turn) -> Resolved:
                 return possessive
             return subject
 
-        question = re.sub(r"\b(?:he|she|him|his|her|hers|they|them|their|theirs)\b", swap, text, flags=re.IGNORECASE)
+        # Only the pronouns that stand for this person: "what does he call their worst mistake?"
+        # keeps "their" (the party's), or it would read "Raza Haroon's worst mistake".
+        person = r"he|she|him|his|her|hers" if pronouns & _PERSON_PRONOUNS else r"he|she|him|his|her|hers|they|them|their|theirs"
+        question = re.sub(rf"\b(?:{person})\b", swap, text, flags=re.IGNORECASE)
         return Resolved(question, _note(question))
 
     # "tell me more", "what else?", "where did it happen?": this question, on the previous topic.

@@ -312,8 +312,27 @@ def urdu_to_english(text: str, vocabulary: Vocabulary | None) -> str:
     return _question_first(question_word, words), tuple(unmatched)
 
 
+# How people type in a chat: no apostrophes, short forms ("whos", "didnt", "ppl").
+_CHAT_FORMS = {
+    "whos": "who is", "whats": "what is", "wats": "what is", "wat": "what", "wht": "what", "hw": "how", "wheres": "where is",
+    "whens": "when is", "hows": "how is", "whys": "why is", "didnt": "didn’t", "doesnt": "doesn’t", "dont": "don’t",
+    "isnt": "isn’t", "wasnt": "wasn’t", "werent": "weren’t", "arent": "aren’t", "hasnt": "hasn’t",
+    "havent": "haven’t", "hadnt": "hadn’t", "cant": "can’t", "couldnt": "couldn’t", "wont": "won’t",
+    "wouldnt": "wouldn’t", "shouldnt": "shouldn’t", "theyre": "they’re", "hes": "he is", "shes": "she is",
+    "theyve": "they’ve", "ppl": "people", "govt": "government", "abt": "about", "bcoz": "because", "coz": "because",
+    "thru": "through", "yr": "year", "yrs": "years", "elex": "election", "pls": "please", "plz": "please",
+}  # fmt: skip
+_CHAT_FORM = re.compile(r"\b(?:" + "|".join(_CHAT_FORMS) + r")\b", re.IGNORECASE)
+
+
+def spelled_out(text: str) -> str:
+    """A chat message with its short forms written out ("whos the mayor" -> "who is the mayor")."""
+    return _CHAT_FORM.sub(lambda m: _CHAT_FORMS[m.group(0).lower()], text)
+
+
 def understand(text: str, vocabulary: Vocabulary | None = None) -> Understood:
     """Read a message in English, Roman Urdu or Urdu script as an English question."""
+    text = spelled_out(text)
     language, script = detect_language(text)
     if language == ENGLISH:
         return Understood(ENGLISH, text)

@@ -103,6 +103,8 @@ class Vocabulary:
             if len(w) >= MIN_NAME_LENGTH and capitalised[w] > 0 and capitalised[w] >= NAME_SHARE * (n - counts_opening[w])
         )  # fmt: skip
         self._name_set = frozenset(self.names)
+        # Acronyms the corpus only ever writes in capitals ("pti" typed is "PTI"); short, so not names above
+        self._capitals = frozenset(w for w, f in forms.items() if len(w) >= 3 and counts[w] >= 2 and all(form.isupper() for form in f))
         self._by_key: dict[str, list[str]] = defaultdict(list)
         self._by_skeleton: dict[str, list[str]] = defaultdict(list)
         for name in self.names:
@@ -114,8 +116,12 @@ class Vocabulary:
 
     def names_capitalised(self, text: str) -> str:
         """Names a reader typed in lower case, as the corpus writes them ("kamran tessori" ->
-        "Kamran Tessori"), so follow-ups and notes can find and show them."""
-        return _WORD.sub(lambda m: self.form(m.group(0)) if m.group(0).islower() and m.group(0) in self._name_set else m.group(0), text)
+        "Kamran Tessori", "pti" -> "PTI"), so follow-ups and notes can find and show them."""
+        def written(match: re.Match) -> str:
+            word = match.group(0)
+            return self.form(word) if word.islower() and (word in self._name_set or word in self._capitals) else word
+
+        return _WORD.sub(written, text)
 
     def knows(self, word: str) -> bool:
         return _plain(word) in self.counts

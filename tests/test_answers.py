@@ -25,6 +25,7 @@ from bot.types import Answer, Article, Passage
         ("What was the reason for the rift?", WHY),
         ("How many seats did PTI win?", HOW_MANY),
         ("How much money was asked for?", HOW_MANY),
+        ("how old is Khalid Maqbool Siddiqui", HOW_MANY),
         ("What does MQM-P stand for?", WHAT_IS),
         ("What is the COC?", WHAT_IS),
         ("Which party did the MQM-P make a deal with?", WHICH),
@@ -145,6 +146,16 @@ def test_what_about_a_party_wants_that_party_in_the_past_it_was_asked_about(seed
     seed_answerer.reply(conversation, "How many NA seats did PTI win in Karachi in 2018?")
     answer = seed_answerer.reply(conversation, "and the MQM-P?").answer
     assert "shrunk to a mere seven" in answer.best_sentence
+
+
+def test_who_holds_a_role_is_answered_by_the_name_beside_it(seed_answerer):
+    # Two sentences say "leader of the opposition in the Sindh Assembly"; one names who it was.
+    answer = seed_answerer.ask("whos the opposition leader in the sindh assembly")
+    assert "Rana Ansar as the leader of the opposition" in answer.best_sentence
+
+
+def test_an_age_needs_a_number(seed_answerer):
+    assert not seed_answerer.ask("how old is khalid maqbool siddiqui").found
 
 
 def test_a_day_of_the_month_is_not_a_count():

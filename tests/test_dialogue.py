@@ -130,6 +130,11 @@ def test_he_is_the_person_a_who_answer_named():
     assert "Mustafa Kamal" in resolve("what position does he hold?", asked).question
 
 
+def test_he_takes_the_persons_place_but_their_stays_the_partys():
+    asked = Turn("Who is Raza Haroon?", "Raza Haroon differs with this assessment.")
+    assert resolve("what does he call their worst mistake?", asked).question == "what does Raza Haroon call their worst mistake?"
+
+
 def test_a_vague_follow_up_borrows_the_previous_question():
     resolved = resolve("tell me more", PSP)
     assert "PSP merge" in resolved.question

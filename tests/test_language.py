@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.language import ENGLISH, OTHER, ROMAN_URDU, URDU, detect_language, not_understood_reply, understand
+from bot.language import ENGLISH, OTHER, ROMAN_URDU, URDU, detect_language, not_understood_reply, spelled_out, understand
 from bot.names import Vocabulary, consonant_skeleton, expand_names, find_acronyms, spelling_key
 from tests.helpers import SEED_CORPUS
 
@@ -81,3 +81,16 @@ def test_acronyms_the_articles_define():
     acronyms = find_acronyms(["Justice Baqar became the caretaker chief minister (CM).", "Pakistan Tehreek-i-Insaf (PTI) won."])
     assert acronyms == {"CM": ("chief", "minister"), "PTI": ("Pakistan", "Tehreek", "Insaf")}
     assert VOCABULARY.acronyms["MQM-P"] == ("Muttahida", "Qaumi", "Movement", "Pakistan")
+
+
+def test_chat_short_forms_are_written_out():
+    assert spelled_out("whos the opposition leader") == "who is the opposition leader"
+    assert spelled_out("how many ppl got arrested, and why didnt it happen?") == "how many people got arrested, and why didn’t it happen?"
+    assert spelled_out("Wat does he say") == "what does he say"
+    assert understand("whats the COC?").text == "what is the COC?"
+
+
+def test_acronyms_typed_in_lower_case_are_written_as_the_corpus_writes_them():
+    assert VOCABULARY.names_capitalised("how many seats did pti win in karachi") == "how many seats did PTI win in Karachi"
+    assert VOCABULARY.names_capitalised("the ppp and the mqm-p") == "the PPP and the MQM-P"
+    assert VOCABULARY.names_capitalised("was it a good idea") == "was it a good idea"  # ordinary words stay
