@@ -109,7 +109,9 @@ def question_type(question: str) -> str | None:
         return WHAT_IS
     if re.match(r"(?:who|whom|whose)\b", text):
         return WHO
-    if re.match(r"which\b|what\s+(?:party|group|faction|position|post|office|rank|role)\b", text):
+    if re.match(r"which\b|what\s+(?:party|group|faction|position|post|office|rank|role)\b", text) or (
+        re.match(r"what\b", text) and _ASKS_A_NAME.search(text)
+    ):
         return WHICH
     return None
 
@@ -401,10 +403,17 @@ def _type_evidence(kind: str | None, question: str) -> Callable[[str, SentenceFe
             pattern = re.compile(r"|".join(rf"\(\s*{re.escape(a)}\s*\)|{re.escape(a)}\s*,?\s+(?:stands|or)\b" for a in acronyms))
             return lambda s, _: bool(pattern.search(s))
         return None
+    if kind == WHICH and _ASKS_A_NAME.search(question):
+        return lambda s, _: bool(_TITLE.search(s))  # "what was the event called?": ‘Future of Karachi’
     if kind in (WHO, WHICH):
         asked = set(_NAME_LIKE.findall(question))
         return lambda _, f: any(name not in asked and name not in question for name in f.names)
     return None
+
+
+_ASKS_A_NAME = re.compile(r"\bcalled\b|\bnamed\b|\bthe\s+name\s+of\b|\bwhat\s+is\s+it\s+called\b", re.IGNORECASE)
+# A name given in quotes: ‘Future of Karachi’, “Wafa Parast”
+_TITLE = re.compile(r"[‘“\"][A-Z][^’”\"]{2,60}[’”\"]")
 
 
 class QuestionTerms:
@@ -615,6 +624,7 @@ class AnswerComposer:
         of the passages' articles (hit_index -1), a little behind, as lead candidates."""
         p = self.params
         evidence = _type_evidence(kind, question)
+        asks_a_name = kind == WHICH and bool(_ASKS_A_NAME.search(question))  # a quoted title is strong evidence
         doer = (_doer_evidence(question) or _role_holder_evidence(question)) if kind == WHO else None
         asked_years = frozenset(_YEAR.findall(question))
         context_weight = p.why_context_weight if kind == WHY else p.context_weight
@@ -648,7 +658,7 @@ class AnswerComposer:
                 relevance = p.coverage_weight * coverage + context_weight * (together - coverage) + prior
                 bonus = 0.0
                 if evidence is not None and evidence(sentence, features):
-                    bonus = p.weak_type_bonus if kind in (WHO, WHICH) else p.crisp_type_bonus if kind in (WHEN, HOW_MANY) else p.type_bonus
+                    bonus = p.weak_type_bonus if kind in (WHO, WHICH) and not asks_a_name else p.crisp_type_bonus if kind in (WHEN, HOW_MANY) else p.type_bonus
                 if doer is not None and doer(sentence):
                     bonus = p.doer_bonus  # "Maqbool Baqar became ...", "led by Khalid Maqbool", "founder Altaf Hussain"
                 if asked_years and features.years and not (features.years & asked_years):

@@ -214,7 +214,7 @@ class QuestionAnswerer:
         understood = understand(question, self.serving.vocabulary)
         if not understood.text:
             return Answer(question, False, language=understood.language, understood=False)
-        english = understood.text
+        english = self.serving.vocabulary.names_capitalised(understood.text)  # "governor house" as the articles write it
         serving = self.serving
         vocabulary = serving.vocabulary
         search_text, corrected = expand_names(english, vocabulary)

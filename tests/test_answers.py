@@ -9,6 +9,9 @@ import pytest
 from bot.answering import HOW_MANY, WHAT_IS, WHEN, WHERE, WHICH, WHO, WHY, QuestionTerms, coverage_note, question_type, with_years
 from bot.dialogue import Conversation
 from bot.evaluation import eval_conversation
+from tests.helpers import REPO
+
+HELD_OUT = REPO / "tests" / "gold" / "conversation_heldout.json"
 from bot.text import is_boilerplate
 from bot.types import Answer, Article, Passage
 
@@ -26,6 +29,7 @@ from bot.types import Answer, Article, Passage
         ("How many seats did PTI win?", HOW_MANY),
         ("How much money was asked for?", HOW_MANY),
         ("how old is Khalid Maqbool Siddiqui", HOW_MANY),
+        ("what was the event at the Governor House called", WHICH),
         ("What does MQM-P stand for?", WHAT_IS),
         ("What is the COC?", WHAT_IS),
         ("Which party did the MQM-P make a deal with?", WHICH),
@@ -154,6 +158,11 @@ def test_who_holds_a_role_is_answered_by_the_name_beside_it(seed_answerer):
     assert "Rana Ansar as the leader of the opposition" in answer.best_sentence
 
 
+def test_what_something_is_called_is_answered_by_the_name_in_quotes(seed_answerer):
+    answer = seed_answerer.ask("what was the event at governor house called")
+    assert "‘Future of Karachi’ program" in answer.best_sentence
+
+
 def test_an_age_needs_a_number(seed_answerer):
     assert not seed_answerer.ask("how old is khalid maqbool siddiqui").found
 
@@ -215,6 +224,9 @@ def test_conversation_gold_set_holds_its_measured_level(seed_answerer, seed_sett
     assert report["not_found_right"] >= 0.9  # measured 100%
     assert report["classifier_accuracy"] >= 0.97  # measured 100% of 212
     assert report["reply_chars"]["median"] < 1200
+    # The held-out dialogues, written apart from the tuning: 57.1% at the start, 69.0% now.
+    held_out = eval_conversation(seed_settings, answerer=seed_answerer, gold_file=HELD_OUT, cost_rounds=0)
+    assert held_out["lead_right"] >= 0.65 and held_out["not_found_right"] >= 0.75
 
 
 @pytest.mark.parametrize("question", ["tell me about the merger", "Who leads the Bahadurabad group?", "What does MQM-P stand for?"])
