@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
 import secrets
+import signal
 import time
 from collections import OrderedDict, deque
 from urllib.parse import urlsplit
@@ -57,6 +59,7 @@ from bot.telegram_html import (
     render_sources_page,
 )
 from bot.types import Answer, Passage
+from bot.workqueue import QueueClosed, QueueFull, Ticket, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,13 @@ REFUSED_REPLY = "Sorry, this bot is private. Ask its owner to add you if you nee
 EXPIRED_REPLY = "This answer has expired; please ask the question again."
 RATE_LIMIT_REPLY = "You are asking faster than I can keep up: please wait {seconds} seconds."
 UNKNOWN_COMMAND_REPLY = "I don't know the command {command}. Send /help to see what I can do, or just type your question."
+BUSY_REPLY = "Busy: you're #{position} in line, about {seconds} s."
+QUEUE_FULL_REPLY = "Sorry, too many questions at once right now. Please ask again in about {seconds} s."
+SHUTDOWN_REPLY = "Sorry, I am restarting and could not answer this. Please ask again in a minute."
 REDACTED = "[redacted-token]"
+# Handlers PTB runs at once: every question in line holds one while it waits, so there must
+# be room beyond the line for the updates that need no model (and for refusing the rest).
+HANDLERS_BEYOND_QUEUE = 64
 
 
 # -- small bounded state ------------------------------------------------------------------
@@ -159,6 +168,13 @@ class BotState:
     answered_queries: BoundedDict = field(default_factory=lambda: BoundedDict(10_000, max_age=3600))
     rebuild_task: asyncio.Task | None = None
     watcher_task: asyncio.Task | None = None
+    # the one line in front of the model (questions and "More sources" searches)
+    queue: WorkQueue | None = None
+    handle_signals: bool = False  # run_bot: SIGTERM/SIGINT start a graceful shutdown
+
+    def __post_init__(self):
+        if self.queue is None:
+            self.queue = WorkQueue(self.settings.queue_size)
 
 
 def _state(context: ContextTypes.DEFAULT_TYPE) -> BotState:
@@ -344,18 +360,72 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
     if replied and replied.from_user and replied.from_user.id == context.bot.id:
         replied_turn = state.answered_messages.fetch((chat.id, replied.message_id))
 
-    async with typing(context, chat.id):
-        reply = await asyncio.to_thread(state.answerer.reply, conversation, question, top_k=state.settings.top_k, context=replied_turn)
     # In groups the answer quotes the question (several people may be asking); a button's
     # message may be inaccessible (older than 48 h), then there is nothing to quote.
     quote = message.message_id if chat.type != ChatType.PRIVATE and isinstance(message, Message) else None
+    work = functools.partial(state.answerer.reply, conversation, question, top_k=state.settings.top_k, context=replied_turn)
+    if not searches:  # small talk and commands need no model: they do not queue
+        async with typing(context, chat.id):
+            reply = await asyncio.to_thread(work)
+        await _send_reply(update, context, reply, quote, conversation)
+        return
+    ticket = await _take_place(context, chat.id, quote, work)
+    if ticket is None:
+        return
+    try:
+        reply = await _wait_for_turn(context, chat.id, ticket, quote)
+        if reply is not None:
+            await _send_reply(update, context, reply, quote, conversation)
+    finally:
+        ticket.release()
+
+
+async def _send_reply(update: Update, context: ContextTypes.DEFAULT_TYPE, reply, quote: int | None, conversation) -> None:
     if reply.kind == "command":
         await _run_command(update, context, reply)
         return
     if reply.answer is None:
-        await _send_parts(context, chat.id, render_reply(reply), None, quote)
+        await _send_parts(context, update.effective_chat.id, render_reply(reply), None, quote)
         return
-    await _send_answer(context, chat.id, reply.answer, quote, conversation)
+    await _send_answer(context, update.effective_chat.id, reply.answer, quote, conversation)
+
+
+async def _take_place(context: ContextTypes.DEFAULT_TYPE, chat_id: int, quote: int | None, work) -> Ticket | None:
+    """Put model work in the one line; say at once if it must wait, or why it was refused (None)."""
+    state = _state(context)
+    try:
+        ticket = state.queue.submit(work)
+    except QueueFull as full:
+        log.warning("line full (%d): question refused", state.queue.capacity)
+        await _notify(context, chat_id, QUEUE_FULL_REPLY.format(seconds=full.retry_after), quote)
+        return None
+    except QueueClosed:
+        await _notify(context, chat_id, SHUTDOWN_REPLY, quote)
+        return None
+    if ticket.ahead and ticket.wait_seconds >= state.settings.busy_notice_seconds:
+        seconds = max(1, math.ceil(ticket.wait_seconds))
+        with contextlib.suppress(TelegramError):  # the answer matters, the notice does not
+            await _notify(context, chat_id, BUSY_REPLY.format(position=ticket.position, seconds=seconds), quote)
+    return ticket
+
+
+async def _wait_for_turn(context: ContextTypes.DEFAULT_TYPE, chat_id: int, ticket: Ticket, quote: int | None):
+    """The work's result, with "typing…" once it is being done; None when the shutdown refused it."""
+    try:
+        if ticket.ahead == 0:
+            async with typing(context, chat_id):
+                return await ticket.result()
+        return await ticket.result()
+    except QueueClosed:
+        await _notify(context, chat_id, SHUTDOWN_REPLY, quote)
+        return None
+
+
+async def _notify(context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str, quote: int | None) -> None:
+    """A short plain-text notice (busy, refused), quoting the question in groups."""
+    await context.bot.send_message(
+        chat_id, text, reply_parameters=ReplyParameters(quote, allow_sending_without_reply=True) if quote else None
+    )
 
 
 async def _send_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer: Answer, quote: int | None, conversation) -> None:
@@ -647,12 +717,16 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if await _over_rate_limit(context, query):
         return
     answer_state.busy = True
+    ticket = None
     try:
         await _ack(context, query)
-        async with typing(context, chat_id):
-            answer = await asyncio.to_thread(
-                state.answerer.ask, answer_state.question, state.settings.top_k, offset=answer_state.shown, all_passages=True
-            )
+        work = functools.partial(
+            state.answerer.ask, answer_state.question, state.settings.top_k, offset=answer_state.shown, all_passages=True
+        )
+        ticket = await _take_place(context, chat_id, None, work)
+        answer = ticket and await _wait_for_turn(context, chat_id, ticket, None)
+        if answer is None:
+            return
         if not answer.passages:
             await context.bot.send_message(chat_id, "There are no more passages about this.")
             return
@@ -662,6 +736,8 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await _send_parts(context, chat_id, render_more(answer), _keyboard(key, answer, more), None)
     finally:
         answer_state.busy = False
+        if ticket is not None:
+            ticket.release()
 
 
 async def _over_rate_limit(context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery) -> bool:
@@ -703,9 +779,39 @@ async def _watch_index(app: Application) -> None:
             log.exception("index watcher failed; still serving the previous index")
 
 
+def stop_taking_questions(app: Application) -> bool:
+    """Close the line: new questions are refused, those in line are answered for the grace period.
+
+    False if it was closed already: then what is still in line is refused at once.
+    """
+    state: BotState = app.bot_data["state"]
+    if state.queue.closed:
+        log.warning("second stop signal: refusing the %d questions still in line", len(state.queue))
+        state.queue.refuse_waiting()
+        return False
+    log.info("stop signal: no new questions; answering the %d in line (grace %.1f s)", len(state.queue), state.settings.shutdown_grace_seconds)
+    state.queue.close(state.settings.shutdown_grace_seconds)
+    return True
+
+
+def begin_shutdown(app: Application) -> None:
+    """SIGTERM/SIGINT: take no new questions, answer those in line for the grace period, then stop.
+
+    PTB then stops polling (updates already fetched are still handled: refused politely),
+    waits for every handler (the line empties, or is refused when the grace period ends),
+    and ``run_polling`` returns. A second signal refuses what is still in line at once.
+    """
+    if stop_taking_questions(app):
+        app.stop_running()
+
+
 async def _post_init(app: Application) -> None:
     await app.bot.set_my_commands([BotCommand(name, description) for name, description in COMMANDS])
     state: BotState = app.bot_data["state"]
+    if state.handle_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, begin_shutdown, app)
     if state.settings.index_poll_seconds > 0:
         state.watcher_task = asyncio.create_task(_watch_index(app))
 
@@ -717,6 +823,12 @@ async def _post_stop(app: Application) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+    if not state.queue.closed:  # stopped without a signal (tests, errors): nothing may wait forever
+        state.queue.close(0)
+    await state.queue.drained()
+    state.queue.shutdown()
+    log.info("stopped: %d answered through the line, %d refused (full), %d refused (shutting down)",
+             state.queue.completed, state.queue.refused_full, state.queue.refused_closed)
 
 
 def build_application(settings: Settings, answerer: QuestionAnswerer) -> Application:
@@ -726,7 +838,8 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
         ApplicationBuilder()
         .token(token)
         .rate_limiter(AIORateLimiter(max_retries=2))  # flood control toward Telegram
-        .concurrent_updates(8)  # one slow question does not hold up other users
+        # Every question waiting in the line holds a handler; beyond it, room for the rest.
+        .concurrent_updates(settings.queue_size + HANDLERS_BEYOND_QUEUE)
         .post_init(_post_init)
         .post_stop(_post_stop)
     )
@@ -836,13 +949,14 @@ def run_bot(settings: Settings) -> None:
     asyncio.run(check_bot_api(settings))
     answerer = QuestionAnswerer(settings).load()
     app = build_application(settings, answerer)
+    app.bot_data["state"].handle_signals = True  # begin_shutdown instead of PTB's abrupt stop
     try:
         if options:
             log.info("serving by webhook on %s:%s", options["listen"], options["port"])
-            app.run_webhook(**options)
+            app.run_webhook(**options, stop_signals=None)
         else:
             log.info("serving by long polling")
-            app.run_polling(allowed_updates=Update.ALL_TYPES)
+            app.run_polling(allowed_updates=Update.ALL_TYPES, stop_signals=None)
     except TelegramError as exc:  # e.g. the network went away between the check and the start
         error = startup_error(exc, settings)
         if error is None:
