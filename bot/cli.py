@@ -7,6 +7,7 @@
     python -m bot run                                  the Telegram bot
     python -m bot start                                update the index, then Telegram or chat
     python -m bot eval seed|multihop                   retrieval quality
+    python -m bot eval load [--users N --questions M]  a crowd of users against the bot and an echo bot
 """
 
 from __future__ import annotations
@@ -71,14 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
     evaluate.add_argument(
-        "suite", choices=["seed", "multihop", "build", "conversation"],
-        help="seed gold set, MultiHop-RAG, build throughput, or the conversation gold set (answers a reader meets)",
+        "suite", choices=["seed", "multihop", "build", "conversation", "load"],
+        help="seed gold set, MultiHop-RAG, build throughput, the conversation gold set (answers a reader meets), "
+        "or load (a crowd of users against the bot and an echo bot, on 127.0.0.1)",
     )
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="test", help="MultiHop-RAG questions to score")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--benchmark-dir", type=Path, help="MultiHop-RAG folder (default: ../shared/benchmarks/multihop-rag)")
     evaluate.add_argument("--limit", type=int, help="multihop: score only the first N questions; build: use the first N articles")
     evaluate.add_argument("--no-cost", action="store_true", help="conversation: skip the answer-cost benchmark")
+    evaluate.add_argument("--users", type=int, default=100, help="load: simulated users asking at once (at most 1000)")
+    evaluate.add_argument("--questions", type=int, default=5, help="load: questions per user, each sent when the last is answered")
+    evaluate.add_argument("--reply-timeout", type=float, default=60.0, help="load: seconds without a reply before a question counts as lost")
     return parser
 
 

@@ -90,7 +90,7 @@ class Settings:
     # Questions accepted and not yet answered, at most (see QUEUE_SIZE in .env.example).
     queue_size: int = DEFAULT_QUEUE_SIZE
     # A question expected to wait at least this long is told its place in line at once.
-    busy_notice_seconds: float = 2.0
+    busy_notice_seconds: float = 5.0
     # After SIGTERM: seconds to keep answering the questions already in line.
     shutdown_grace_seconds: float = 8.0
 

@@ -89,6 +89,8 @@ REDACTED = "[redacted-token]"
 # Handlers PTB runs at once: every question in line holds one while it waits, so there must
 # be room beyond the line for the updates that need no model (and for refusing the rest).
 HANDLERS_BEYOND_QUEUE = 64
+# A chat is told "Busy" at most once in this many seconds.
+BUSY_NOTICE_EVERY_SECONDS = 60
 
 
 # -- small bounded state ------------------------------------------------------------------
@@ -166,6 +168,9 @@ class BotState:
     refused: BoundedDict = field(default_factory=lambda: BoundedDict(10_000))
     # callback query ids already answered (Telegram refuses a second answer)
     answered_queries: BoundedDict = field(default_factory=lambda: BoundedDict(10_000, max_age=3600))
+    # chats told "Busy" in the last minute: once per busy spell is enough (a notice costs one
+    # of the ~30 messages a second Telegram allows, taken from the answers)
+    told_busy: BoundedDict = field(default_factory=lambda: BoundedDict(10_000, max_age=BUSY_NOTICE_EVERY_SECONDS))
     rebuild_task: asyncio.Task | None = None
     watcher_task: asyncio.Task | None = None
     # the one line in front of the model (questions and "More sources" searches)
@@ -402,7 +407,8 @@ async def _take_place(context: ContextTypes.DEFAULT_TYPE, chat_id: int, quote: i
     except QueueClosed:
         await _notify(context, chat_id, SHUTDOWN_REPLY, quote)
         return None
-    if ticket.ahead and ticket.wait_seconds >= state.settings.busy_notice_seconds:
+    if ticket.ahead and ticket.wait_seconds >= state.settings.busy_notice_seconds and state.told_busy.fetch(chat_id) is None:
+        state.told_busy.put(chat_id, True)
         seconds = max(1, math.ceil(ticket.wait_seconds))
         with contextlib.suppress(TelegramError):  # the answer matters, the notice does not
             await _notify(context, chat_id, BUSY_REPLY.format(position=ticket.position, seconds=seconds), quote)
@@ -862,6 +868,43 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, on_unknown_command))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.TEXT & ~filters.StatusUpdate.ALL, on_unsupported))
     app.add_error_handler(on_error)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Application):
+    """Serve ``app`` by long polling inside the running event loop (as ``run_polling`` does,
+    hooks included), and stop it cleanly on leaving: for benchmarks driving the real bot."""
+    await app.initialize()
+    if app.post_init:
+        await app.post_init(app)
+    await app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=Update.ALL_TYPES)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.updater.stop()
+        await app.stop()
+        if app.post_stop:
+            await app.post_stop(app)
+        await app.shutdown()
+
+
+def build_echo_application(token: str, base_url: str, *, flood_control: bool = False) -> Application:
+    """The floor for ``eval load``: python-telegram-bot's minimal echo bot (its examples/echobot.py).
+
+    ``flood_control``: with the rate limiter the news bot uses (Telegram's ~30 messages a
+    second per bot), which is what bounds any bot answering a crowd.
+    """
+
+    async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await update.message.reply_text(update.message.text)
+
+    builder = ApplicationBuilder().token(token).base_url(base_url)
+    if flood_control:
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=2))
+    app = builder.build()
+    app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, echo))
     return app
 
 

@@ -28,9 +28,10 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
-# Seconds one answer is assumed to take before any was timed: the median whole answer on
-# the seed corpus is ~25 ms on an idle 2-core machine and ~0.15 s on a busy one (see README).
-FIRST_ESTIMATE_SECONDS = 0.2
+# Seconds one answer is assumed to take before any was timed: a whole answer on the seed
+# corpus takes ~25 ms on an idle 2-core machine, and Telegram takes ~30 replies a second per
+# bot (33 ms each). A pessimistic guess here sends needless busy notices to a first crowd.
+FIRST_ESTIMATE_SECONDS = 0.05
 # Weight of the newest sample in the running average: about the last ten answers count.
 AVERAGE_WEIGHT = 0.1
 
