@@ -32,7 +32,8 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, ParseMode
-from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
+import httpx
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError, TimedOut
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -43,6 +44,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot.config import Settings
 from bot.dialogue import FOLLOW_UP, QUESTION, SMALL_TALK, Conversations, classify
@@ -91,6 +93,64 @@ REDACTED = "[redacted-token]"
 HANDLERS_BEYOND_QUEUE = 64
 # A chat is told "Busy" at most once in this many seconds.
 BUSY_NOTICE_EVERY_SECONDS = 60
+
+
+# -- sending through faults ------------------------------------------------------------------
+
+# A request that certainly never reached Telegram is sent again: SEND_ATTEMPTS in all, after
+# SEND_BACKOFF_SECONDS and then twice as long each time (0.5 + 1 + 2 s). The fault campaign's
+# bursts (a 500, then a dropped connection) were over within three tries; a longer outage
+# gets the apology instead of an answer that arrives minutes late.
+SEND_ATTEMPTS = 4
+SEND_BACKOFF_SECONDS = 0.5
+# Seconds to wait for Telegram's answer to a request. A request whose answer is late was
+# received: giving up and sending it again is how an answer arrives twice. The campaign saw
+# 20 s delays on sendMessage, which PTB's default (5 s) turned into lost answers and apologies.
+READ_TIMEOUT_SECONDS = 30.0
+# Failures that happen before Telegram has the whole request (so it cannot have acted on it):
+# no connection, no free connection, the request not written, or the connection dropped with
+# no answer at all (Telegram answers every request it handles, errors included).
+_NEVER_ARRIVED = (
+    httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError, httpx.WriteTimeout,
+    httpx.RemoteProtocolError, httpx.ReadError,
+)
+
+
+def never_arrived(error: BaseException) -> bool:
+    """Whether a failed request certainly did not reach Telegram, so sending it again cannot duplicate it.
+
+    A read timeout is the one that may have arrived: Telegram may be doing it slowly.
+    """
+    return isinstance(error, TelegramError) and isinstance(error.__cause__, _NEVER_ARRIVED)
+
+
+def maybe_delivered(error: BaseException) -> bool:
+    """A timeout waiting for Telegram's answer: the request may well have been carried out."""
+    return isinstance(error, TimedOut) and not never_arrived(error)
+
+
+class RetryingRequest(HTTPXRequest):
+    """PTB's HTTP layer, sending again what certainly failed: server errors (5xx, which say
+    it was not done) and failures before the request arrived. Never what may have arrived."""
+
+    async def do_request(self, url, method, request_data=None, *args, **kwargs):
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            last = attempt == SEND_ATTEMPTS
+            try:
+                code, payload = await super().do_request(url, method, request_data, *args, **kwargs)
+            except TelegramError as exc:
+                if last or not never_arrived(exc):
+                    raise
+                reason = type(exc.__cause__).__name__
+            else:
+                if code < 500 or last:
+                    return code, payload
+                reason = f"HTTP {code}"
+            delay = SEND_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            # the URL holds the token: only the method name is logged
+            log.info("%s failed (%s), not delivered; trying again in %.1f s", url.rsplit("/", 1)[-1], reason, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
 
 # -- small bounded state ------------------------------------------------------------------
@@ -759,7 +819,15 @@ async def _over_rate_limit(context: ContextTypes.DEFAULT_TYPE, query: CallbackQu
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log first, with the traceback; then a short apology, never the details."""
+    """Log first, with the traceback; then a short apology, never the details.
+
+    No apology when the failure was Telegram not answering in time: the reply may well have
+    been delivered, and an apology under an answer is worse than the rare lost reply.
+    """
+    if maybe_delivered(context.error):
+        log.warning("Telegram did not answer within %.0f s; the reply may have been delivered, so it is "
+                    "neither sent again nor apologised for", READ_TIMEOUT_SECONDS)
+        return
     log.error("error while handling an update", exc_info=context.error)
     if not isinstance(update, Update):
         return
@@ -844,6 +912,8 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
         ApplicationBuilder()
         .token(token)
         .rate_limiter(AIORateLimiter(max_retries=2))  # flood control toward Telegram
+        # 256 connections: PTB's default for the bot's requests
+        .request(RetryingRequest(connection_pool_size=256, read_timeout=READ_TIMEOUT_SECONDS))
         # Every question waiting in the line holds a handler; beyond it, room for the rest.
         .concurrent_updates(settings.queue_size + HANDLERS_BEYOND_QUEUE)
         .post_init(_post_init)
