@@ -20,8 +20,8 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # The largest MultiHop-RAG benchmark article is about 71 KB; 2 MB is a long book chapter.
 DEFAULT_MAX_ARTICLE_BYTES = 2_000_000
 
-# Questions in line before the bot refuses more: what one model worker answers in about
-# 10 s under load (``python -m bot eval load`` measured 20-40 answers/s; see README "Load").
+# Questions in line before the bot refuses more: what the bot answers in 7-12 s under load
+# (``python -m bot eval load`` measured 17-30 answers/s; README "A crowd, Telegram faults and shutdown").
 DEFAULT_QUEUE_SIZE = 200
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
