@@ -7,6 +7,8 @@
     python -m bot run                                  the Telegram bot
     python -m bot start                                update the index, then Telegram or chat
     python -m bot eval seed|multihop                   retrieval quality
+    python -m bot eval load [--users N --questions M]  a crowd of users against the bot and an echo bot
+    python -m bot eval faults                          the fault campaign: hostile files, damage, Bot API faults
 """
 
 from __future__ import annotations
@@ -71,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
     evaluate.add_argument(
-        "suite", choices=["seed", "multihop", "build", "conversation"],
-        help="seed gold set, MultiHop-RAG, build throughput, or the conversation gold set (answers a reader meets)",
+        "suite", choices=["seed", "multihop", "build", "conversation", "load", "faults"],
+        help="seed gold set, MultiHop-RAG, build throughput, the conversation gold set (answers a reader meets), "
+        "load (a crowd of users against the bot and an echo bot, on 127.0.0.1), "
+        "or faults (hostile files, damaged indexes, Bot API faults, killed builds)",
     )
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="test", help="MultiHop-RAG questions to score")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -84,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="conversation: the dialogues to score (default tests/gold/conversation.json; tests/gold/conversation_heldout.json "
         "was written apart from the tuning)",
     )  # fmt: skip
+    evaluate.add_argument("--users", type=int, default=100, help="load: simulated users asking at once (at most 1000)")
+    evaluate.add_argument("--questions", type=int, default=5, help="load: questions per user, each sent when the last is answered")
+    evaluate.add_argument("--fault-delay", type=float, default=20.0, help="faults: seconds the proxy holds back a delayed answer")
+    evaluate.add_argument("--reply-timeout", type=float, default=60.0, help="load: seconds without a reply before a question counts as lost")
     return parser
 
 

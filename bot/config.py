@@ -20,6 +20,10 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # The largest MultiHop-RAG benchmark article is about 71 KB; 2 MB is a long book chapter.
 DEFAULT_MAX_ARTICLE_BYTES = 2_000_000
 
+# Questions in line before the bot refuses more: what the bot answers in 7-12 s under load
+# (``python -m bot eval load`` measured 17-30 answers/s; README "A crowd, Telegram faults and shutdown").
+DEFAULT_QUEUE_SIZE = 200
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # A Bot API token is "<bot id>:<35-ish url-safe chars>".
@@ -83,6 +87,12 @@ class Settings:
     # Files (and JSON records) above this size are skipped and reported; a .json/.jsonl file of
     # many articles may be up to 50 times larger (see ``bot.corpus``).
     max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES
+    # Questions accepted and not yet answered, at most (see QUEUE_SIZE in .env.example).
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    # A question expected to wait at least this long is told its place in line at once.
+    busy_notice_seconds: float = 5.0
+    # After SIGTERM: seconds to keep answering the questions already in line.
+    shutdown_grace_seconds: float = 8.0
 
     # env key -> (field name, parser)
     _KEYS = {
@@ -111,6 +121,9 @@ class Settings:
         "LOG_LEVEL": ("log_level", str),
         "STRICT": ("strict", _bool),
         "MAX_ARTICLE_BYTES": ("max_article_bytes", int),
+        "QUEUE_SIZE": ("queue_size", int),
+        "BUSY_NOTICE_SECONDS": ("busy_notice_seconds", float),
+        "SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
     }
 
     @classmethod
@@ -159,6 +172,10 @@ class Settings:
             raise ConfigError("TOP_K must be at least 1")
         if self.max_article_bytes < 1:
             raise ConfigError("MAX_ARTICLE_BYTES must be at least 1")
+        if self.queue_size < 1:
+            raise ConfigError("QUEUE_SIZE must be at least 1")
+        if self.busy_notice_seconds < 0 or self.shutdown_grace_seconds < 0:
+            raise ConfigError("BUSY_NOTICE_SECONDS and SHUTDOWN_GRACE_SECONDS must not be negative")
         if self.log_level and self.log_level.strip().upper() not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (or empty), got {self.log_level[:20]!r}")
 

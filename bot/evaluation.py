@@ -159,6 +159,21 @@ def run_eval(args, settings: Settings) -> int:
         report = eval_conversation(settings, gold_file=gold, cost_rounds=0 if getattr(args, "no_cost", False) else 3)
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_conversation(report))
         return 0
+    if suite == "faults":
+        from bot.faulttest import eval_faults, format_faults
+
+        report = eval_faults(settings, delay=getattr(args, "fault_delay", 20.0))
+        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_faults(report))
+        return 0 if report["passed"] else 1
+    if suite == "load":
+        from bot.loadtest import eval_load, format_load
+
+        report = eval_load(
+            settings, users=getattr(args, "users", 100), questions_per_user=getattr(args, "questions", 5),
+            reply_timeout=getattr(args, "reply_timeout", 60.0),
+        )
+        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_load(report))
+        return 0
     if suite == "build":
         report = eval_build(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_build(report))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
 import secrets
+import signal
 import time
 from collections import OrderedDict, deque
 from urllib.parse import urlsplit
@@ -30,7 +32,8 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, ParseMode
-from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
+import httpx
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError, TimedOut
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -41,6 +44,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot.config import Settings
 from bot.dialogue import FOLLOW_UP, QUESTION, SMALL_TALK, Conversations, classify
@@ -57,6 +61,7 @@ from bot.telegram_html import (
     render_sources_page,
 )
 from bot.types import Answer, Passage
+from bot.workqueue import QueueClosed, QueueFull, Ticket, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +84,73 @@ REFUSED_REPLY = "Sorry, this bot is private. Ask its owner to add you if you nee
 EXPIRED_REPLY = "This answer has expired; please ask the question again."
 RATE_LIMIT_REPLY = "You are asking faster than I can keep up: please wait {seconds} seconds."
 UNKNOWN_COMMAND_REPLY = "I don't know the command {command}. Send /help to see what I can do, or just type your question."
+BUSY_REPLY = "Busy: you're #{position} in line, about {seconds} s."
+QUEUE_FULL_REPLY = "Sorry, too many questions at once right now. Please ask again in about {seconds} s."
+SHUTDOWN_REPLY = "Sorry, I am restarting and could not answer this. Please ask again in a minute."
 REDACTED = "[redacted-token]"
+# Handlers PTB runs at once: every question in line holds one while it waits, so there must
+# be room beyond the line for the updates that need no model (and for refusing the rest).
+HANDLERS_BEYOND_QUEUE = 64
+# A chat is told "Busy" at most once in this many seconds.
+BUSY_NOTICE_EVERY_SECONDS = 60
+
+
+# -- sending through faults ------------------------------------------------------------------
+
+# A request that certainly never reached Telegram is sent again: SEND_ATTEMPTS in all, after
+# SEND_BACKOFF_SECONDS and then twice as long each time (0.5 + 1 + 2 s). The fault campaign's
+# bursts (a 500, then a dropped connection) were over within three tries; a longer outage
+# gets the apology instead of an answer that arrives minutes late.
+SEND_ATTEMPTS = 4
+SEND_BACKOFF_SECONDS = 0.5
+# Seconds to wait for Telegram's answer to a request. A request whose answer is late was
+# received: giving up and sending it again is how an answer arrives twice. The campaign saw
+# 20 s delays on sendMessage, which PTB's default (5 s) turned into lost answers and apologies.
+READ_TIMEOUT_SECONDS = 30.0
+# Failures that happen before Telegram has the whole request (so it cannot have acted on it):
+# no connection, no free connection, the request not written, or the connection dropped with
+# no answer at all (Telegram answers every request it handles, errors included).
+_NEVER_ARRIVED = (
+    httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError, httpx.WriteTimeout,
+    httpx.RemoteProtocolError, httpx.ReadError,
+)
+
+
+def never_arrived(error: BaseException) -> bool:
+    """Whether a failed request certainly did not reach Telegram, so sending it again cannot duplicate it.
+
+    A read timeout is the one that may have arrived: Telegram may be doing it slowly.
+    """
+    return isinstance(error, TelegramError) and isinstance(error.__cause__, _NEVER_ARRIVED)
+
+
+def maybe_delivered(error: BaseException) -> bool:
+    """A timeout waiting for Telegram's answer: the request may well have been carried out."""
+    return isinstance(error, TimedOut) and not never_arrived(error)
+
+
+class RetryingRequest(HTTPXRequest):
+    """PTB's HTTP layer, sending again what certainly failed: server errors (5xx, which say
+    it was not done) and failures before the request arrived. Never what may have arrived."""
+
+    async def do_request(self, url, method, request_data=None, *args, **kwargs):
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            last = attempt == SEND_ATTEMPTS
+            try:
+                code, payload = await super().do_request(url, method, request_data, *args, **kwargs)
+            except TelegramError as exc:
+                if last or not never_arrived(exc):
+                    raise
+                reason = type(exc.__cause__).__name__
+            else:
+                if code < 500 or last:
+                    return code, payload
+                reason = f"HTTP {code}"
+            delay = SEND_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            # the URL holds the token: only the method name is logged
+            log.info("%s failed (%s), not delivered; trying again in %.1f s", url.rsplit("/", 1)[-1], reason, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
 
 # -- small bounded state ------------------------------------------------------------------
@@ -157,8 +228,18 @@ class BotState:
     refused: BoundedDict = field(default_factory=lambda: BoundedDict(10_000))
     # callback query ids already answered (Telegram refuses a second answer)
     answered_queries: BoundedDict = field(default_factory=lambda: BoundedDict(10_000, max_age=3600))
+    # chats told "Busy" in the last minute: once per busy spell is enough (a notice costs one
+    # of the ~30 messages a second Telegram allows, taken from the answers)
+    told_busy: BoundedDict = field(default_factory=lambda: BoundedDict(10_000, max_age=BUSY_NOTICE_EVERY_SECONDS))
     rebuild_task: asyncio.Task | None = None
     watcher_task: asyncio.Task | None = None
+    # the one line in front of the model (questions and "More sources" searches)
+    queue: WorkQueue | None = None
+    handle_signals: bool = False  # run_bot: SIGTERM/SIGINT start a graceful shutdown
+
+    def __post_init__(self):
+        if self.queue is None:
+            self.queue = WorkQueue(self.settings.queue_size)
 
 
 def _state(context: ContextTypes.DEFAULT_TYPE) -> BotState:
@@ -344,18 +425,73 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
     if replied and replied.from_user and replied.from_user.id == context.bot.id:
         replied_turn = state.answered_messages.fetch((chat.id, replied.message_id))
 
-    async with typing(context, chat.id):
-        reply = await asyncio.to_thread(state.answerer.reply, conversation, question, top_k=state.settings.top_k, context=replied_turn)
     # In groups the answer quotes the question (several people may be asking); a button's
     # message may be inaccessible (older than 48 h), then there is nothing to quote.
     quote = message.message_id if chat.type != ChatType.PRIVATE and isinstance(message, Message) else None
+    work = functools.partial(state.answerer.reply, conversation, question, top_k=state.settings.top_k, context=replied_turn)
+    if not searches:  # small talk and commands need no model: they do not queue
+        async with typing(context, chat.id):
+            reply = await asyncio.to_thread(work)
+        await _send_reply(update, context, reply, quote, conversation)
+        return
+    ticket = await _take_place(context, chat.id, quote, work)
+    if ticket is None:
+        return
+    try:
+        reply = await _wait_for_turn(context, chat.id, ticket, quote)
+        if reply is not None:
+            await _send_reply(update, context, reply, quote, conversation)
+    finally:
+        ticket.release()
+
+
+async def _send_reply(update: Update, context: ContextTypes.DEFAULT_TYPE, reply, quote: int | None, conversation) -> None:
     if reply.kind == "command":
         await _run_command(update, context, reply)
         return
     if reply.answer is None:
-        await _send_parts(context, chat.id, render_reply(reply), None, quote)
+        await _send_parts(context, update.effective_chat.id, render_reply(reply), None, quote)
         return
-    await _send_answer(context, chat.id, reply.answer, quote, conversation)
+    await _send_answer(context, update.effective_chat.id, reply.answer, quote, conversation)
+
+
+async def _take_place(context: ContextTypes.DEFAULT_TYPE, chat_id: int, quote: int | None, work) -> Ticket | None:
+    """Put model work in the one line; say at once if it must wait, or why it was refused (None)."""
+    state = _state(context)
+    try:
+        ticket = state.queue.submit(work)
+    except QueueFull as full:
+        log.warning("line full (%d): question refused", state.queue.capacity)
+        await _notify(context, chat_id, QUEUE_FULL_REPLY.format(seconds=full.retry_after), quote)
+        return None
+    except QueueClosed:
+        await _notify(context, chat_id, SHUTDOWN_REPLY, quote)
+        return None
+    if ticket.ahead and ticket.wait_seconds >= state.settings.busy_notice_seconds and state.told_busy.fetch(chat_id) is None:
+        state.told_busy.put(chat_id, True)
+        seconds = max(1, math.ceil(ticket.wait_seconds))
+        with contextlib.suppress(TelegramError):  # the answer matters, the notice does not
+            await _notify(context, chat_id, BUSY_REPLY.format(position=ticket.position, seconds=seconds), quote)
+    return ticket
+
+
+async def _wait_for_turn(context: ContextTypes.DEFAULT_TYPE, chat_id: int, ticket: Ticket, quote: int | None):
+    """The work's result, with "typing…" once it is being done; None when the shutdown refused it."""
+    try:
+        if ticket.ahead == 0:
+            async with typing(context, chat_id):
+                return await ticket.result()
+        return await ticket.result()
+    except QueueClosed:
+        await _notify(context, chat_id, SHUTDOWN_REPLY, quote)
+        return None
+
+
+async def _notify(context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str, quote: int | None) -> None:
+    """A short plain-text notice (busy, refused), quoting the question in groups."""
+    await context.bot.send_message(
+        chat_id, text, reply_parameters=ReplyParameters(quote, allow_sending_without_reply=True) if quote else None
+    )
 
 
 async def _send_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer: Answer, quote: int | None, conversation) -> None:
@@ -647,12 +783,16 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if await _over_rate_limit(context, query):
         return
     answer_state.busy = True
+    ticket = None
     try:
         await _ack(context, query)
-        async with typing(context, chat_id):
-            answer = await asyncio.to_thread(
-                state.answerer.ask, answer_state.question, state.settings.top_k, offset=answer_state.shown, all_passages=True
-            )
+        work = functools.partial(
+            state.answerer.ask, answer_state.question, state.settings.top_k, offset=answer_state.shown, all_passages=True
+        )
+        ticket = await _take_place(context, chat_id, None, work)
+        answer = ticket and await _wait_for_turn(context, chat_id, ticket, None)
+        if answer is None:
+            return
         if not answer.passages:
             await context.bot.send_message(chat_id, "There are no more passages about this.")
             return
@@ -662,6 +802,8 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await _send_parts(context, chat_id, render_more(answer), _keyboard(key, answer, more), None)
     finally:
         answer_state.busy = False
+        if ticket is not None:
+            ticket.release()
 
 
 async def _over_rate_limit(context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery) -> bool:
@@ -677,7 +819,15 @@ async def _over_rate_limit(context: ContextTypes.DEFAULT_TYPE, query: CallbackQu
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log first, with the traceback; then a short apology, never the details."""
+    """Log first, with the traceback; then a short apology, never the details.
+
+    No apology when the failure was Telegram not answering in time: the reply may well have
+    been delivered, and an apology under an answer is worse than the rare lost reply.
+    """
+    if maybe_delivered(context.error):
+        log.warning("Telegram did not answer within %.0f s; the reply may have been delivered, so it is "
+                    "neither sent again nor apologised for", READ_TIMEOUT_SECONDS)
+        return
     log.error("error while handling an update", exc_info=context.error)
     if not isinstance(update, Update):
         return
@@ -703,9 +853,39 @@ async def _watch_index(app: Application) -> None:
             log.exception("index watcher failed; still serving the previous index")
 
 
+def stop_taking_questions(app: Application) -> bool:
+    """Close the line: new questions are refused, those in line are answered for the grace period.
+
+    False if it was closed already: then what is still in line is refused at once.
+    """
+    state: BotState = app.bot_data["state"]
+    if state.queue.closed:
+        log.warning("second stop signal: refusing the %d questions still in line", len(state.queue))
+        state.queue.refuse_waiting()
+        return False
+    log.info("stop signal: no new questions; answering the %d in line (grace %.1f s)", len(state.queue), state.settings.shutdown_grace_seconds)
+    state.queue.close(state.settings.shutdown_grace_seconds)
+    return True
+
+
+def begin_shutdown(app: Application) -> None:
+    """SIGTERM/SIGINT: take no new questions, answer those in line for the grace period, then stop.
+
+    PTB then stops polling (updates already fetched are still handled: refused politely),
+    waits for every handler (the line empties, or is refused when the grace period ends),
+    and ``run_polling`` returns. A second signal refuses what is still in line at once.
+    """
+    if stop_taking_questions(app):
+        app.stop_running()
+
+
 async def _post_init(app: Application) -> None:
     await app.bot.set_my_commands([BotCommand(name, description) for name, description in COMMANDS])
     state: BotState = app.bot_data["state"]
+    if state.handle_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, begin_shutdown, app)
     if state.settings.index_poll_seconds > 0:
         state.watcher_task = asyncio.create_task(_watch_index(app))
 
@@ -717,6 +897,12 @@ async def _post_stop(app: Application) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+    if not state.queue.closed:  # stopped without a signal (tests, errors): nothing may wait forever
+        state.queue.close(0)
+    await state.queue.drained()
+    state.queue.shutdown()
+    log.info("stopped: %d answered through the line, %d refused (full), %d refused (shutting down)",
+             state.queue.completed, state.queue.refused_full, state.queue.refused_closed)
 
 
 def build_application(settings: Settings, answerer: QuestionAnswerer) -> Application:
@@ -726,7 +912,10 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
         ApplicationBuilder()
         .token(token)
         .rate_limiter(AIORateLimiter(max_retries=2))  # flood control toward Telegram
-        .concurrent_updates(8)  # one slow question does not hold up other users
+        # 256 connections: PTB's default for the bot's requests
+        .request(RetryingRequest(connection_pool_size=256, read_timeout=READ_TIMEOUT_SECONDS))
+        # Every question waiting in the line holds a handler; beyond it, room for the rest.
+        .concurrent_updates(settings.queue_size + HANDLERS_BEYOND_QUEUE)
         .post_init(_post_init)
         .post_stop(_post_stop)
     )
@@ -749,6 +938,43 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, on_unknown_command))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.TEXT & ~filters.StatusUpdate.ALL, on_unsupported))
     app.add_error_handler(on_error)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Application):
+    """Serve ``app`` by long polling inside the running event loop (as ``run_polling`` does,
+    hooks included), and stop it cleanly on leaving: for benchmarks driving the real bot."""
+    await app.initialize()
+    if app.post_init:
+        await app.post_init(app)
+    await app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=Update.ALL_TYPES)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.updater.stop()
+        await app.stop()
+        if app.post_stop:
+            await app.post_stop(app)
+        await app.shutdown()
+
+
+def build_echo_application(token: str, base_url: str, *, flood_control: bool = False) -> Application:
+    """The floor for ``eval load``: python-telegram-bot's minimal echo bot (its examples/echobot.py).
+
+    ``flood_control``: with the rate limiter the news bot uses (Telegram's ~30 messages a
+    second per bot), which is what bounds any bot answering a crowd.
+    """
+
+    async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await update.message.reply_text(update.message.text)
+
+    builder = ApplicationBuilder().token(token).base_url(base_url)
+    if flood_control:
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=2))
+    app = builder.build()
+    app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, echo))
     return app
 
 
@@ -836,13 +1062,14 @@ def run_bot(settings: Settings) -> None:
     asyncio.run(check_bot_api(settings))
     answerer = QuestionAnswerer(settings).load()
     app = build_application(settings, answerer)
+    app.bot_data["state"].handle_signals = True  # begin_shutdown instead of PTB's abrupt stop
     try:
         if options:
             log.info("serving by webhook on %s:%s", options["listen"], options["port"])
-            app.run_webhook(**options)
+            app.run_webhook(**options, stop_signals=None)
         else:
             log.info("serving by long polling")
-            app.run_polling(allowed_updates=Update.ALL_TYPES)
+            app.run_polling(allowed_updates=Update.ALL_TYPES, stop_signals=None)
     except TelegramError as exc:  # e.g. the network went away between the check and the start
         error = startup_error(exc, settings)
         if error is None:
