@@ -20,6 +20,9 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # The largest MultiHop-RAG benchmark article is about 71 KB; 2 MB is a long book chapter.
 DEFAULT_MAX_ARTICLE_BYTES = 2_000_000
 
+DEFAULT_FETCH_MAX_BYTES = 5_000_000
+DEFAULT_USER_AGENT = "newsbot/0.1 (a news question-answering bot; fetches articles its admins add; honours robots.txt)"
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # A Bot API token is "<bot id>:<35-ish url-safe chars>".
@@ -39,6 +42,11 @@ def _questions(value: str) -> tuple[str, ...]:
     if not questions:
         raise ConfigError("expected questions separated by |")
     return questions
+
+
+def _words(value: str) -> tuple[str, ...]:
+    """Comma- or space-separated items (URLs, host names), empty ones dropped."""
+    return tuple(p for p in re.split(r"[,\s]+", value.strip()) if p)
 
 
 def _bool(value: str) -> bool:
@@ -83,6 +91,19 @@ class Settings:
     # Files (and JSON records) above this size are skipped and reported; a .json/.jsonl file of
     # many articles may be up to 50 times larger (see ``bot.corpus``).
     max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES
+    # -- adding news (bot/ingest): links, feeds, uploads; see .env.example "Adding news" --
+    data_dir: Path = Path("data")  # SQLite state: feeds' ETags and seen items, follows
+    feeds_file: Path = Path("feeds.txt")  # one feed URL a line (not in corpus/: a .txt there is an article)
+    feed_urls: tuple[str, ...] = ()
+    feed_poll_minutes: float = 30.0  # the running bot polls the feeds this often (0: never)
+    fetch_timeout_seconds: float = 15.0  # a whole request, connect to last byte
+    # Largest page or feed downloaded. News pages with inline scripts run 0.3-2 MB; 5 MB leaves room.
+    fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES
+    fetch_user_agent: str = DEFAULT_USER_AGENT
+    # Hosts (or host:port) exempt from the refusal of private, loopback and link-local addresses; "*": all.
+    allow_private_hosts: tuple[str, ...] = ()
+    host_requests_per_minute: int = 30  # politeness: more to one host waits for the next poll
+    follow_pushes_per_chat: int = 3  # messages one chat gets about its follows after one update
 
     # env key -> (field name, parser)
     _KEYS = {
@@ -111,6 +132,16 @@ class Settings:
         "LOG_LEVEL": ("log_level", str),
         "STRICT": ("strict", _bool),
         "MAX_ARTICLE_BYTES": ("max_article_bytes", int),
+        "DATA_DIR": ("data_dir", Path),
+        "FEEDS_FILE": ("feeds_file", Path),
+        "FEED_URLS": ("feed_urls", _words),
+        "FEED_POLL_MINUTES": ("feed_poll_minutes", float),
+        "FETCH_TIMEOUT_SECONDS": ("fetch_timeout_seconds", float),
+        "FETCH_MAX_BYTES": ("fetch_max_bytes", int),
+        "FETCH_USER_AGENT": ("fetch_user_agent", str),
+        "ALLOW_PRIVATE_HOSTS": ("allow_private_hosts", _words),
+        "HOST_REQUESTS_PER_MINUTE": ("host_requests_per_minute", int),
+        "FOLLOW_PUSHES_PER_CHAT": ("follow_pushes_per_chat", int),
     }
 
     @classmethod
@@ -159,6 +190,8 @@ class Settings:
             raise ConfigError("TOP_K must be at least 1")
         if self.max_article_bytes < 1:
             raise ConfigError("MAX_ARTICLE_BYTES must be at least 1")
+        if self.fetch_timeout_seconds <= 0 or self.fetch_max_bytes < 1 or self.host_requests_per_minute < 1:
+            raise ConfigError("FETCH_TIMEOUT_SECONDS, FETCH_MAX_BYTES and HOST_REQUESTS_PER_MINUTE must be positive")
         if self.log_level and self.log_level.strip().upper() not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (or empty), got {self.log_level[:20]!r}")
 
