@@ -2,8 +2,8 @@
 ``python -m bot eval intake``.
 
 A page wraps the article in what real news sites put around it: navigation, a cookie
-banner, a byline, a photo with its caption, share buttons, related links, a newsletter box,
-comments and a footer, with the metadata in ``<meta>`` tags (and, in some layouts, JSON-LD).
+banner, a byline, an ad slot and a "Read more" link inside the story, a photo with its
+caption, share buttons, related links, a newsletter box, comments and a footer, with the metadata in ``<meta>`` tags (and, in some layouts, JSON-LD).
 Four layouts (``LAYOUTS``) differ in markup the way real sites do, so extraction is not
 measured on one template.
 """
@@ -46,7 +46,16 @@ def news_page(
         '<figure class="wp-caption"><img src="/img/lead.jpg" alt="">'
         f"<figcaption>A file photo used for illustration. Photo: {e(outlet)} archive</figcaption></figure>"
     )
-    text = "".join(f"<p>{e(p)}</p>" for p in paragraphs[:middle]) + figure + "".join(f"<p>{e(p)}</p>" for p in paragraphs[middle:])
+    # Inside the story, as sites do: an ad slot and a "Read more" link after the first paragraph.
+    inline = (
+        '<div class="ad-slot" aria-hidden="true"><span class="ad-label">Advertisement</span><div id="gpt-ad-1"></div></div>'
+        f'<p class="read-more"><strong>Read more:</strong> <a href="/r/inline">{e(related[0] if related else "More news")}</a></p>'
+    )
+    text = (
+        "".join(f"<p>{e(p)}</p>" for p in paragraphs[:1]) + inline
+        + "".join(f"<p>{e(p)}</p>" for p in paragraphs[1:middle]) + figure
+        + "".join(f"<p>{e(p)}</p>" for p in paragraphs[middle:])
+    )
     meta = (
         f'<meta property="og:site_name" content="{e(outlet)}">'
         f'<meta property="og:title" content="{e(title)}">'

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import re
@@ -43,8 +44,13 @@ from telegram.ext import (
 )
 
 from bot.config import Settings
+from bot.corpus import JSON_FILE_SIZE_FACTOR
 from bot.dialogue import FOLLOW_UP, QUESTION, SMALL_TALK, Conversations, classify
 from bot.errors import BotError, ConfigError
+from bot.follows import FollowError, FollowStore, match_follows
+from bot.ingest import Intake, IntakeReport
+from bot.ingest.feeds import feed_urls
+from bot.ingest.intake import UPLOAD_SUFFIXES
 from bot.formatting import NOTHING_TO_CONTINUE, RESET_REPLY
 from bot.service import QuestionAnswerer
 from bot.telegram_html import (
@@ -54,6 +60,9 @@ from bot.telegram_html import (
     render_full_passage,
     render_more,
     render_reply,
+    render_follow_push,
+    render_follows,
+    render_intake,
     render_sources_page,
 )
 from bot.types import Answer, Passage
@@ -70,6 +79,10 @@ COMMANDS = (
     ("more", "More passages about the last answer"),
     ("reset", "Start over: forget the previous questions"),
     ("reindex", "Admins: update the index from the corpus"),
+    ("follow", "Hear about new articles on a topic: /follow your topic"),
+    ("following", "The topics this chat follows"),
+    ("unfollow", "Stop following a topic"),
+    ("update", "Admins: fetch new articles from the feeds now"),
 )
 NON_TEXT_REPLY = "I can only read text questions. Ask me something about the articles, for example: “{example}”"
 EDITED_REPLY = "I answer new messages only: please send the corrected question again as a new message."
@@ -530,7 +543,7 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         "<i>more</i> (or /more) shows further passages; /reset (or /new) starts over. "
         "Questions in Roman Urdu and Urdu work too. When my articles are older than what you ask about, I say so.\n\n"
         "<b>Commands</b>\n/start what I know about\n/sources the articles\n/ask a question\n/more more passages\n"
-        "/reset start over\n/help this message"
+        "/reset start over\n/follow a topic: new articles about it are sent here (/following, /unfollow)\n/help this message"
     )
     await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML)
 
@@ -673,6 +686,205 @@ async def _over_rate_limit(context: ContextTypes.DEFAULT_TYPE, query: CallbackQu
     return True
 
 
+# -- adding news and follows (issue 12) -------------------------------------------------------
+
+ADD_REFUSED_REPLY = "Only the bot's admins can add articles. You can ask me about the ones I have, e.g. “{example}”"
+UPDATE_REFUSED_REPLY = "Only the bot's admins can update the feeds."
+INDEX_FAILED_REPLY = (
+    "The articles are in the corpus, but the index could not be updated, so I still answer from the "
+    "previous one; the next update or /reindex will try again."
+)
+# A message that is only links (one or more, spaces between): an admin adding articles.
+LINKS_ONLY = re.compile(r"^\s*(?:https?://\S+\s*)+$", re.IGNORECASE)
+
+
+@dataclass
+class IntakeState:
+    """What adding news needs in the running bot (``bot_data["intake"]``)."""
+
+    intake: Intake  # long-lived: its per-host limit spans polls
+    follows: FollowStore
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one update at a time (job, /update, links)
+
+
+def _intake_state(context: ContextTypes.DEFAULT_TYPE) -> IntakeState:
+    return context.application.bot_data["intake"]
+
+
+def _is_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    user = update.effective_user
+    return bool(user and user.id in _state(context).settings.admin_user_ids)
+
+
+async def _intake_and_index(context: ContextTypes.DEFAULT_TYPE, work) -> tuple[IntakeReport, bool]:
+    """Run one intake (in a thread), then the incremental build, swap the new index in, and push
+    follows about the new articles. Returns the report and whether the index was updated."""
+    state, intake = _state(context), _intake_state(context)
+    async with intake.lock:
+        report = await asyncio.to_thread(work, intake.intake)
+        if not report.stored:
+            return report, True
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(state.answerer.rebuild)
+        except BotError as exc:
+            log.warning("index update after intake failed: %s", exc)
+            return report, False
+        report.record_index(state.answerer.serving.index.chunks, time.perf_counter() - started)
+        await _push_follows(context, report.new_article_ids)
+    return report, True
+
+
+async def _push_follows(context: ContextTypes.DEFAULT_TYPE, article_ids: list[str]) -> None:
+    """One message per new article that answers a chat's follow (capped per chat); flood
+    control is the application's rate limiter's."""
+    state, intake = _state(context), _intake_state(context)
+    follows = await asyncio.to_thread(intake.follows.all)
+    pushes = await asyncio.to_thread(match_follows, state.answerer, follows, article_ids, state.settings.follow_pushes_per_chat)
+    for push in pushes:
+        chat_id = push.follow.chat_id
+        key = secrets.token_urlsafe(6)
+        state.answers.put(key, AnswerState(push.follow.topic, chat_id, 1, {1: push.passage}))
+        single = dataclasses.replace(push.answer, passages=(push.passage,))
+        try:
+            await _send_parts(context, chat_id, render_follow_push(push), _keyboard(key, single, more=False), None)
+        except TelegramError as exc:  # e.g. the chat blocked the bot: the others still get theirs
+            log.warning("follow push to chat %s failed: %s", chat_id, exc)
+
+
+async def _reply_intake(message: Message, report: IntakeReport, indexed: bool) -> None:
+    parts = render_intake(report)
+    if not indexed:
+        parts.append(escape(INDEX_FAILED_REPLY))
+    for part in parts:
+        await message.reply_text(part, parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
+
+
+async def update_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Admins: poll the feeds now, add what is new, update the index, push follows."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    if not _is_admin(update, context):
+        log.warning("refused /update from user %s", update.effective_user.id if update.effective_user else None)
+        await message.reply_text(UPDATE_REFUSED_REPLY)
+        return
+    feeds = feed_urls(_state(context).settings)
+    if not feeds:
+        await message.reply_text("No feeds are configured: list them in FEED_URLS or the feeds file (see .env.example).")
+        return
+    async with typing(context, message.chat_id):
+        report, indexed = await _intake_and_index(context, lambda intake: intake.update_feeds())
+    await _reply_intake(message, report, indexed)
+
+
+async def on_link(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A private message that is only links: an admin adds them; anyone else is told politely."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    if not _is_admin(update, context):
+        await message.reply_text(ADD_REFUSED_REPLY.format(example=_example(context)))
+        return
+    links = (message.text or "").split()
+    async with typing(context, message.chat_id):
+        report, indexed = await _intake_and_index(context, lambda intake: intake.add(links))
+    await _reply_intake(message, report, indexed)
+
+
+async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A file sent in private: an admin's .txt/.md/.html/.json is added like `python -m bot add FILE`."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    if not _is_admin(update, context):
+        await message.reply_text(ADD_REFUSED_REPLY.format(example=_example(context)))
+        return
+    document = message.document
+    name = document.file_name or "upload"
+    suffix = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
+    limit = _state(context).settings.max_article_bytes * (JSON_FILE_SIZE_FACTOR if suffix in (".json", ".jsonl") else 1)
+    if suffix not in UPLOAD_SUFFIXES:
+        await message.reply_text(f"I can add .txt, .md, .html and .json files, not {suffix or 'files without an extension'}.")
+        return
+    if document.file_size and document.file_size > limit:
+        await message.reply_text(f"{name} is too large: {document.file_size:,} bytes (the limit is {limit:,}).")
+        return
+    async with typing(context, message.chat_id):
+        file = await document.get_file()
+        data = bytes(await file.download_as_bytearray())
+        report, indexed = await _intake_and_index(context, lambda intake: intake.add_document(name, data))
+    await _reply_intake(message, report, indexed)
+
+
+async def poll_feeds_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The JobQueue's feed poll (every FEED_POLL_MINUTES): new items added, index swapped, follows pushed."""
+    try:
+        report, indexed = await _intake_and_index(context, lambda intake: intake.update_feeds())
+    except Exception:
+        log.exception("scheduled feed update failed; the index serving is unchanged")
+        return
+    log.info("feeds polled: %s", report.describe().replace("\n", "; "))
+    if not indexed:
+        log.warning("feed items stored but the index was not updated; the next poll retries")
+
+
+async def follow_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/follow <topic or question>: new articles that answer it are sent to this chat."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    topic = " ".join(context.args or [])
+    try:
+        follow, new = await asyncio.to_thread(_intake_state(context).follows.add, message.chat_id, topic)
+    except FollowError as exc:
+        await message.reply_text(str(exc))
+        return
+    cap = _state(context).settings.follow_pushes_per_chat
+    text = (
+        f"Following “{escape(follow.topic)}”. When new articles answer it, I send them here (at most {cap} after each update)."
+        if new else f"This chat already follows “{escape(follow.topic)}”."
+    )
+    await message.reply_text(text + " /following lists your follows.", parse_mode=ParseMode.HTML)
+
+
+async def following_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/following: this chat's follows, numbered for /unfollow."""
+    if not await _allowed(update, context):
+        return
+    follows = await asyncio.to_thread(_intake_state(context).follows.of_chat, update.effective_chat.id)
+    await update.effective_message.reply_text(render_follows([f.topic for f in follows]), parse_mode=ParseMode.HTML)
+
+
+async def unfollow_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/unfollow <number or topic>: stop one follow."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    which = " ".join(context.args or [])
+    if not which:
+        follows = await asyncio.to_thread(_intake_state(context).follows.of_chat, message.chat_id)
+        await message.reply_text(render_follows([f.topic for f in follows]), parse_mode=ParseMode.HTML)
+        return
+    try:
+        removed = await asyncio.to_thread(_intake_state(context).follows.remove, message.chat_id, which)
+    except FollowError as exc:
+        await message.reply_text(str(exc))
+        return
+    await message.reply_text(f"Stopped following “{escape(removed.topic)}”.", parse_mode=ParseMode.HTML)
+
+
+def _schedule_feed_polls(app: Application, settings: Settings) -> None:
+    """Poll the feeds every FEED_POLL_MINUTES (off when 0 or when no feed is listed at start)."""
+    if settings.feed_poll_minutes <= 0 or not feed_urls(settings):
+        return
+    if app.job_queue is None:
+        log.warning("feeds are listed but python-telegram-bot's job queue is not installed; use /update")
+        return
+    interval = settings.feed_poll_minutes * 60
+    app.job_queue.run_repeating(poll_feeds_job, interval=interval, first=min(interval, 60), name="feeds")
+
+
 # -- errors, start-up, shutdown -----------------------------------------------------------
 
 
@@ -743,12 +955,21 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     app.add_handler(CommandHandler(["reset", "new"], reset_command))
     app.add_handler(CommandHandler("more", more_command))
     app.add_handler(CommandHandler("reindex", reindex_command))
+    app.add_handler(CommandHandler("update", update_command))
+    app.add_handler(CommandHandler("follow", follow_command))
+    app.add_handler(CommandHandler("following", following_command))
+    app.add_handler(CommandHandler("unfollow", unfollow_command))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED, on_edited))
+    private = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
+    app.add_handler(MessageHandler(private & filters.Regex(LINKS_ONLY), on_link))
+    app.add_handler(MessageHandler(private & filters.Document.ALL, on_document))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, on_text))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, on_unknown_command))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.TEXT & ~filters.StatusUpdate.ALL, on_unsupported))
     app.add_error_handler(on_error)
+    app.bot_data["intake"] = IntakeState(Intake(settings), FollowStore(settings.data_dir))
+    _schedule_feed_polls(app, settings)
     return app
 
 

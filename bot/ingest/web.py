@@ -17,6 +17,10 @@ from bot.errors import ArticleError
 # Fewer words than this is a teaser, an index page or a paywall stub, not an article.
 # The shortest MultiHop-RAG article body has 180 words; a wire brief has 80 or more.
 MIN_ARTICLE_WORDS = 40
+# A "Read more: <headline>" link inside the story is a promotion, not the article; trafilatura
+# keeps it as a paragraph. Dropped when short. `eval intake`: median body similarity 0.9952 -> 1.0.
+_PROMO_LINE = re.compile(r"(?:read more|read also|also read|see also|related|recommended|more on this)\s*[:|»>]", re.IGNORECASE)
+PROMO_MAX_WORDS = 25
 
 
 def extract_page(html: str | bytes, url: str) -> dict[str, str]:
@@ -43,7 +47,7 @@ def extract_page(html: str | bytes, url: str) -> dict[str, str]:
     if document is None:
         raise ArticleError(url, "no article text found on the page")
     title = " ".join((document.title or "").split())
-    lines = [line for line in (document.text or "").split("\n") if line.strip()]
+    lines = [line for line in (document.text or "").split("\n") if line.strip() and not _is_promo(line)]
     if lines and title and " ".join(lines[0].split()) == title:
         lines = lines[1:]
     text = clean_text("\n\n".join(lines))
@@ -61,6 +65,10 @@ def extract_page(html: str | bytes, url: str) -> dict[str, str]:
         "author": " ".join(document.author.split()) if document.author else None,
     }
     return {key: value for key, value in fields.items() if value}
+
+
+def _is_promo(line: str) -> bool:
+    return bool(_PROMO_LINE.match(line.strip())) and len(line.split()) <= PROMO_MAX_WORDS
 
 
 def _outlet(sitename: str | None, host: str) -> str | None:
