@@ -79,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
     evaluate.add_argument(
-        "suite", choices=["seed", "multihop", "build", "conversation", "intake"],
+        "suite", choices=["seed", "multihop", "build", "conversation", "intake", "update"],
         help="seed gold set, MultiHop-RAG, build throughput, the conversation gold set (answers a reader meets), "
-        "or article extraction from news pages (intake)",
+        "article extraction from news pages (intake), or the wall time of a feed update on the benchmark index (update)",
     )
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="test", help="MultiHop-RAG questions to score")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")

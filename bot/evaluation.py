@@ -158,6 +158,12 @@ def run_eval(args, settings: Settings) -> int:
         report = eval_conversation(settings, cost_rounds=0 if getattr(args, "no_cost", False) else 3)
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_conversation(report))
         return 0
+    if suite == "update":
+        from bot.evaluation_intake import eval_update, format_update
+
+        report = eval_update(settings, benchmark_dir=getattr(args, "benchmark_dir", None))
+        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_update(report))
+        return 0
     if suite == "intake":
         from bot.evaluation_intake import eval_intake, format_intake
 

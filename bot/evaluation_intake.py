@@ -98,3 +98,94 @@ def format_intake(report: dict) -> str:
             + (f", wrong {', '.join(what)}" if what else "") + (f", {miss['error']}" if miss["error"] else "")
         )
     return "\n".join(lines)
+
+
+# -- eval update: the wall time of an update on the benchmark index ------------------------------
+
+
+def _new_version(article: dict, number: int) -> tuple[str, str]:
+    """A title and body that are new to the corpus (paragraphs in reverse order), for timing."""
+    paragraphs = [p for p in article["body"].split("\n") if p.strip()]
+    return f"Follow-up {number}: {article['title']}", "\n\n".join(reversed(paragraphs)) + f"\n\nThis follow-up is number {number}."
+
+
+def eval_update(settings: Settings, benchmark_dir: Path | None = None, counts: tuple[int, ...] = (1, 50)) -> dict:
+    """Time ``update`` (poll a feed, fetch and extract its new pages, store them, rebuild the
+    index incrementally) on a private copy of the 609-article benchmark corpus and index,
+    with feeds served by a web server on 127.0.0.1. The cached benchmark index is built
+    first when missing (``eval multihop`` builds the same one)."""
+    import shutil
+    import tempfile
+
+    from bot.evaluation import BENCH_DIR, _embedder, benchmark_paths, ensure_index, prepare_corpus
+    from bot.ingest import Intake
+    from bot.news_pages import WebServer, rss_feed
+    from bot.service import QuestionAnswerer
+
+    folder = benchmark_paths(benchmark_dir)
+    bench = BENCH_DIR / "multihop"
+    base = settings.with_overrides(corpus_dir=prepare_corpus(folder, bench), index_dir=bench / "index")
+    embedder = _embedder(base)
+    ensure_index(base, embedder)
+    articles = [a for a in json.loads((folder / "corpus_train.json").read_text(encoding="utf-8")) if len(a["body"].split()) >= MIN_WORDS]
+    rows = []
+    server = WebServer().start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="newsbot-eval-update-") as tmp:
+            root = Path(tmp)
+            shutil.copytree(base.corpus_dir, root / "corpus")
+            shutil.copytree(base.index_dir, root / "index", symlinks=True)
+            feed = server.url("/feed.xml")
+            run = base.with_overrides(
+                corpus_dir=root / "corpus", index_dir=root / "index", data_dir=root / "data",
+                allow_private_hosts=(server.host,), host_requests_per_minute=10_000, feed_urls=(feed,),
+            )
+            answerer = QuestionAnswerer(run, embedder).load()
+            served = 0
+            for count in counts:
+                items = []
+                for number in range(served, served + count):
+                    article = articles[number % len(articles)]
+                    title, body = _new_version(article, number)
+                    url = server.url(f"/news/{number}")
+                    date = normalize_date(article["published_at"])
+                    server.route(f"/news/{number}", news_page(title, body, outlet=article["source"], date=date, url=url))
+                    items.append({"title": title, "link": url, "date": date})
+                served += count
+                server.route("/feed.xml", rss_feed("Benchmark wire", server.url("/"), items), content_type="application/rss+xml")
+                started = time.perf_counter()
+                report = Intake(run).update_feeds()
+                intake_seconds = time.perf_counter() - started
+                build = answerer.rebuild()
+                total = time.perf_counter() - started
+                rows.append({
+                    "new_articles": count,
+                    "added": len(report.stored),
+                    "articles_in_index": len(answerer.serving.index.articles),
+                    "intake_seconds": round(intake_seconds, 2),
+                    "index_seconds": round(total - intake_seconds, 2),
+                    "embed_seconds": round(build.embed_seconds, 2),
+                    "chunks_embedded": build.chunks_embedded,
+                    "total_seconds": round(total, 2),
+                })
+    finally:
+        server.stop()
+    return {"poll_minutes": settings.feed_poll_minutes, "rows": rows}
+
+
+def format_update(report: dict) -> str:
+    lines = ["Update wall time on a copy of the MultiHop-RAG index (feed on 127.0.0.1):"]
+    for row in report["rows"]:
+        lines.append(
+            f"  {row['new_articles']:3} new: {row['total_seconds']:.1f}s in all = intake {row['intake_seconds']:.1f}s "
+            f"(poll, fetch, extract, store) + index {row['index_seconds']:.1f}s (embed {row['embed_seconds']:.1f}s, "
+            f"{row['chunks_embedded']} chunks); {row['added']} added, {row['articles_in_index']} articles in the index"
+        )
+    minutes = report["poll_minutes"]
+    if report["rows"] and minutes:
+        one = report["rows"][0]["total_seconds"]
+        lines.append(
+            f"  publish -> answerable with FEED_POLL_MINUTES={minutes:g}: {minutes / 2:g} min on average "
+            f"(at most {minutes:g}) + {one:.0f}s for one article"
+        )
+    return "\n".join(lines)
