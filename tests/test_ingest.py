@@ -338,3 +338,15 @@ def test_extraction_from_realistic_pages_of_benchmark_articles(seed_settings):
     report = eval_intake(seed_settings, limit=20)
     assert report["pages"] == 20
     assert report["all_right"] >= 0.95, report["misses"]  # measured: 1.0 on 40 pages
+
+
+def test_a_page_in_another_charset(tmp_path, web):
+    """Bytes go to trafilatura, which reads the charset (header, meta or the bytes themselves)."""
+    settings = settings_for(tmp_path, web)
+    body = FLOOD_BODY.replace("officials said", "officials at the café in Saddar said")
+    html = news_page(FLOOD_TITLE, body, outlet="Dawn", date="2024-03-05", url=web.url("/latin"))
+    html = html.replace("<meta charset='utf-8'>", "")
+    url = web.route("/latin", html.encode("iso-8859-1"), content_type="text/html; charset=iso-8859-1")
+    outcome = Intake(settings).add([url]).outcomes[0]
+    assert outcome.status == ADDED
+    assert "café in Saddar" in stored_record(settings, outcome)["body"]

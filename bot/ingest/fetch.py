@@ -64,9 +64,6 @@ class Fetched:
     content: bytes
     headers: dict[str, str]
 
-    def text(self) -> str:
-        return self.content.decode(self.charset or "utf-8", errors="replace")
-
 
 class HostRateLimiter:
     """At most ``per_window`` requests per host in any ``window`` seconds (thread-safe)."""
