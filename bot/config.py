@@ -104,6 +104,7 @@ class Settings:
     allow_private_hosts: tuple[str, ...] = ()
     host_requests_per_minute: int = 30  # politeness: more to one host waits for the next poll
     follow_pushes_per_chat: int = 3  # messages one chat gets about its follows after one update
+    question_retention_days: int = 30  # answers and votes (question text) are deleted after this
 
     # env key -> (field name, parser)
     _KEYS = {
@@ -142,6 +143,7 @@ class Settings:
         "ALLOW_PRIVATE_HOSTS": ("allow_private_hosts", _words),
         "HOST_REQUESTS_PER_MINUTE": ("host_requests_per_minute", int),
         "FOLLOW_PUSHES_PER_CHAT": ("follow_pushes_per_chat", int),
+        "QUESTION_RETENTION_DAYS": ("question_retention_days", int),
     }
 
     @classmethod

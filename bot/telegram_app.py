@@ -15,6 +15,7 @@ import logging
 import math
 import re
 import secrets
+import sqlite3
 import time
 from collections import OrderedDict, deque
 from urllib.parse import urlsplit
@@ -47,6 +48,7 @@ from bot.config import Settings
 from bot.corpus import JSON_FILE_SIZE_FACTOR
 from bot.dialogue import FOLLOW_UP, QUESTION, SMALL_TALK, Conversations, classify
 from bot.errors import BotError, ConfigError
+from bot.feedback import FeedbackStore
 from bot.follows import FollowError, FollowStore, match_follows
 from bot.ingest import Intake, IntakeReport
 from bot.ingest.feeds import feed_urls
@@ -61,6 +63,7 @@ from bot.telegram_html import (
     render_more,
     render_reply,
     render_follow_push,
+    render_gaps,
     render_follows,
     render_intake,
     render_sources_page,
@@ -83,6 +86,7 @@ COMMANDS = (
     ("following", "The topics this chat follows"),
     ("unfollow", "Stop following a topic"),
     ("update", "Admins: fetch new articles from the feeds now"),
+    ("gaps", "Admins: questions the articles could not answer"),
 )
 NON_TEXT_REPLY = "I can only read text questions. Ask me something about the articles, for example: “{example}”"
 EDITED_REPLY = "I answer new messages only: please send the corrected question again as a new message."
@@ -274,8 +278,9 @@ async def typing(context: ContextTypes.DEFAULT_TYPE, chat_id: int):
             await task
 
 
-def _keyboard(key: str, answer: Answer, more: bool) -> InlineKeyboardMarkup | None:
-    """Per source "Full [n]" and "Open [n]", then "More sources". Callback data stays tiny.
+def _keyboard(key: str, answer: Answer, more: bool, vote: int | None = None) -> InlineKeyboardMarkup | None:
+    """Per source "Full [n]" and "Open [n]", 👍 / 👎 when ``vote`` (the recorded answer's id) is
+    given, then "More sources" (last). Callback data stays tiny.
 
     Rows hold at most ``BUTTONS_PER_ROW`` buttons (Telegram allows 8; phones show fewer well).
     """
@@ -286,6 +291,8 @@ def _keyboard(key: str, answer: Answer, more: bool) -> InlineKeyboardMarkup | No
         if p.article.url and p.article.url.startswith(("http://", "https://"))
     ]
     rows = [group[i : i + BUTTONS_PER_ROW] for group in (full, opened) for i in range(0, len(group), BUTTONS_PER_ROW)]
+    if vote is not None:
+        rows.append([InlineKeyboardButton("👍", callback_data=f"v:{vote}:u"), InlineKeyboardButton("👎", callback_data=f"v:{vote}:d")])
     if more:
         rows.append([InlineKeyboardButton("More sources", callback_data=f"m:{key}")])
     return InlineKeyboardMarkup(rows) if rows else None
@@ -374,6 +381,7 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
 async def _send_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer: Answer, quote: int | None, conversation) -> None:
     """An answer with its buttons; remembered so that a reply to it continues its topic."""
     state = _state(context)
+    vote = await _record_answer(context, chat_id, answer)
     if not answer.found:
         await _send_parts(context, chat_id, render_answer(answer), None, quote)
         return
@@ -382,7 +390,7 @@ async def _send_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer:
     state.answers.put(
         key, AnswerState(turn.question if turn else answer.question, chat_id, len(answer.passages), {p.rank: p for p in answer.passages})
     )
-    sent = await _send_parts(context, chat_id, render_answer(answer), _keyboard(key, answer, more=True), quote)
+    sent = await _send_parts(context, chat_id, render_answer(answer), _keyboard(key, answer, more=True, vote=vote), quote)
     if turn is not None:
         state.answered_messages.put((chat_id, sent.message_id), turn)
 
@@ -543,7 +551,9 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         "<i>more</i> (or /more) shows further passages; /reset (or /new) starts over. "
         "Questions in Roman Urdu and Urdu work too. When my articles are older than what you ask about, I say so.\n\n"
         "<b>Commands</b>\n/start what I know about\n/sources the articles\n/ask a question\n/more more passages\n"
-        "/reset start over\n/follow a topic: new articles about it are sent here (/following, /unfollow)\n/help this message"
+        "/reset start over\n/follow a topic: new articles about it are sent here (/following, /unfollow)\n/help this message\n\n"
+        f"<i>Questions are kept {_state(context).settings.question_retention_days} days with their answers and your 👍/👎, "
+        "so the admins can see what the articles do not answer; then they are deleted.</i>"
     )
     await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML)
 
@@ -885,6 +895,51 @@ def _schedule_feed_polls(app: Application, settings: Settings) -> None:
     app.job_queue.run_repeating(poll_feeds_job, interval=interval, first=min(interval, 60), name="feeds")
 
 
+# -- feedback: 👍/👎 and /gaps -----------------------------------------------------------------
+
+VOTE_THANKS = "Thanks! Your vote helps decide which articles to add."
+
+
+def _feedback(context: ContextTypes.DEFAULT_TYPE) -> FeedbackStore:
+    return context.application.bot_data["feedback"]
+
+
+async def _record_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer: Answer) -> int | None:
+    """Keep the answer for votes and /gaps; a failure here never stops the answer."""
+    try:
+        return await asyncio.to_thread(_feedback(context).record, chat_id, answer, _state(context).answerer.build_id)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("answer not recorded for feedback: %s", exc)
+        return None
+
+
+async def on_vote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """👍 / 👎 under an answer: stored with the answer (one vote per user, the last one counts)."""
+    query = update.callback_query
+    if not await _allowed(update, context):
+        return
+    parts = (query.data or "").split(":")
+    answer_id, direction = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+    chat_id = query.message.chat.id if query.message else query.from_user.id
+    stored = answer_id.isdigit() and await asyncio.to_thread(
+        _feedback(context).vote, int(answer_id), chat_id, query.from_user.id, direction == "u"
+    )
+    await _ack(context, query, VOTE_THANKS if stored else EXPIRED_REPLY, alert=not stored)
+
+
+async def gaps_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Admins: the most frequent recent questions answered "not found" or voted down."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    if not _is_admin(update, context):
+        await message.reply_text("Only the bot's admins can see the questions readers asked.")
+        return
+    gaps = await asyncio.to_thread(_feedback(context).gaps)
+    days = _state(context).settings.question_retention_days
+    await message.reply_text(render_gaps([(g.question, g.asked, g.not_found, g.down_votes) for g in gaps], days), parse_mode=ParseMode.HTML)
+
+
 # -- errors, start-up, shutdown -----------------------------------------------------------
 
 
@@ -959,6 +1014,8 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     app.add_handler(CommandHandler("follow", follow_command))
     app.add_handler(CommandHandler("following", following_command))
     app.add_handler(CommandHandler("unfollow", unfollow_command))
+    app.add_handler(CommandHandler("gaps", gaps_command))
+    app.add_handler(CallbackQueryHandler(on_vote, pattern=r"^v:"))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED, on_edited))
     private = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
@@ -969,6 +1026,7 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.TEXT & ~filters.StatusUpdate.ALL, on_unsupported))
     app.add_error_handler(on_error)
     app.bot_data["intake"] = IntakeState(Intake(settings), FollowStore(settings.data_dir))
+    app.bot_data["feedback"] = FeedbackStore(settings.data_dir, settings.question_retention_days)
     _schedule_feed_polls(app, settings)
     return app
 

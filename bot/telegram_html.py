@@ -261,3 +261,14 @@ def render_follows(topics: list[str]) -> str:
     lines.extend(f"{n}. {escape(_clip(_one_line(t), 200))}" for n, t in enumerate(topics, 1))
     lines.append("/unfollow and a number (or the topic) stops one.")
     return pack([Block(line, raw=True) for line in lines])[0]
+
+
+def render_gaps(gaps: list[tuple[str, int, int, int]], days: int) -> str:
+    """/gaps: (question, times asked, not found, voted down), most wanted first."""
+    if not gaps:
+        return f"No question of the last {days} days went unanswered or was voted down."
+    lines = [f"<b>Asked but not answered</b> (last {days} days; add articles about these):"]
+    for number, (question, asked, not_found, down) in enumerate(gaps, 1):
+        why = ", ".join(p for p in (f"{not_found}× not found" if not_found else "", f"{down}× 👎" if down else "") if p)
+        lines.append(f"{number}. {escape(_clip(_one_line(question), 200))} — asked {asked}×; {why}")
+    return pack([Block(line, raw=True) for line in lines])[0]

@@ -174,3 +174,42 @@ def test_follows_survive_a_restart_and_pushes_are_capped_per_chat(tmp_path, fres
     # only new articles answer: the seed articles never do
     assert match_follows(fresh_answerer, store.all(), ["flood0.md"], per_chat=5)[0].passage.article.article_id == "flood0.md"
     assert match_follows(fresh_answerer, [store.all()[1]], new, per_chat=5) == []
+
+
+@pytest.mark.asyncio
+async def test_votes_and_gaps(server, web, fresh_answerer, tmp_path):
+    from tests.test_telegram_e2e import BAHADURABAD, OSLO
+
+    admin, reader = server.user(ADMIN, "Ada"), server.user(5006, "Rex")
+    admin_chat, chat = server.private_chat(admin), server.private_chat(reader)
+    async with running_bot(server, fresh_answerer, **intake_settings(tmp_path, web)):
+        _, found = await answer_to(server, chat, reader, BAHADURABAD)
+        votes = [b for b in found[-1].buttons if b["text"] in ("👍", "👎")]
+        assert [b["text"] for b in votes] == ["👍", "👎"]
+        server.press_button(found[-1], votes[1]["callback_data"], reader)
+        await server.async_wait_for(lambda s: s.callback_answers(), WAIT, "vote acknowledged")
+        for _ in range(2):
+            await answer_to(server, chat, reader, OSLO)
+        _, again = await answer_to(server, chat, reader, "what is the weather in oslo today")
+        assert not [b for b in again[-1].buttons if b["text"] == "👍"]  # not found: nothing to vote on
+        [refused] = await reply_to(server, chat, lambda: server.send_text(chat, reader, "/gaps"))
+        assert refused.text == "Only the bot's admins can see the questions readers asked."
+        [gaps] = await reply_to(server, admin_chat, lambda: server.send_text(admin_chat, admin, "/gaps"))
+        lines = gaps.text.splitlines()
+        assert lines[1].startswith("1. what is the weather in oslo today — asked 3×; 3× not found")
+        assert lines[2] == f"2. {BAHADURABAD} — asked 1×; 1× 👎"
+        [help_text] = await reply_to(server, chat, lambda: server.send_text(chat, reader, "/help"))
+        assert "Questions are kept 30 days" in help_text.text
+    assert_telegram_rules(server)
+
+
+def test_questions_are_deleted_after_the_retention_period(tmp_path, seed_answerer):
+    from bot.feedback import FeedbackStore
+
+    answer = seed_answerer.ask("What is the weather in Oslo today?")
+    kept, expired = FeedbackStore(tmp_path / "kept", 30), FeedbackStore(tmp_path / "expired", 0)
+    for store in (kept, expired):
+        store.record(1, answer, "build-1")
+    assert [g.question for g in kept.gaps()] == ["What is the weather in Oslo today?"]
+    assert expired.gaps() == []
+    assert not kept.vote(1, chat_id=2, user_id=9, up=False)  # a vote from another chat is refused
