@@ -741,14 +741,14 @@ async def _intake_and_index(context: ContextTypes.DEFAULT_TYPE, work) -> tuple[I
             log.warning("index update after intake failed: %s", exc)
             return report, False
         report.record_index(state.answerer.serving.index.chunks, time.perf_counter() - started)
-        await _push_follows(context, report.new_article_ids)
+        await _push_follows(context.application, report.new_article_ids)
     return report, True
 
 
-async def _push_follows(context: ContextTypes.DEFAULT_TYPE, article_ids: list[str]) -> None:
+async def _push_follows(app: Application, article_ids: list[str]) -> None:
     """One message per new article that answers a chat's follow (capped per chat); flood
     control is the application's rate limiter's."""
-    state, intake = _state(context), _intake_state(context)
+    state, intake = app.bot_data["state"], app.bot_data["intake"]
     follows = await asyncio.to_thread(intake.follows.all)
     pushes = await asyncio.to_thread(match_follows, state.answerer, follows, article_ids, state.settings.follow_pushes_per_chat)
     for push in pushes:
@@ -757,7 +757,7 @@ async def _push_follows(context: ContextTypes.DEFAULT_TYPE, article_ids: list[st
         state.answers.put(key, AnswerState(push.follow.topic, chat_id, 1, {1: push.passage}))
         single = dataclasses.replace(push.answer, passages=(push.passage,))
         try:
-            await _send_parts(context, chat_id, render_follow_push(push), _keyboard(key, single, more=False), None)
+            await _send_parts(app, chat_id, render_follow_push(push), _keyboard(key, single, more=False), None)
         except TelegramError as exc:  # e.g. the chat blocked the bot: the others still get theirs
             log.warning("follow push to chat %s failed: %s", chat_id, exc)
 
@@ -957,13 +957,21 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _watch_index(app: Application) -> None:
-    """Notice an index rebuilt by `python -m bot index` and switch to it without a restart."""
+    """Notice an index rebuilt by `python -m bot index` (or `add`, `update`) and switch to it
+    without a restart; follows hear about the articles it added."""
     state: BotState = app.bot_data["state"]
+    intake: IntakeState = app.bot_data["intake"]
     while True:
         await asyncio.sleep(state.settings.index_poll_seconds)
         try:
-            if await asyncio.to_thread(state.answerer.reload_if_changed):
-                log.info("switched to the rebuilt index %s", state.answerer.build_id)
+            # Under the intake lock: an update of the bot's own pushes its new articles itself.
+            async with intake.lock:
+                known = set(state.answerer.serving.index.articles)
+                if await asyncio.to_thread(state.answerer.reload_if_changed):
+                    log.info("switched to the rebuilt index %s", state.answerer.build_id)
+                    added = [a for a in state.answerer.serving.index.articles if a not in known]
+                    if added:
+                        await _push_follows(app, added)
         except BotError as exc:
             log.warning("rebuilt index not loaded, still serving the previous one: %s", exc)
         except Exception:

@@ -213,3 +213,26 @@ def test_questions_are_deleted_after_the_retention_period(tmp_path, seed_answere
     assert [g.question for g in kept.gaps()] == ["What is the weather in Oslo today?"]
     assert expired.gaps() == []
     assert not kept.vote(1, chat_id=2, user_id=9, up=False)  # a vote from another chat is refused
+
+
+@pytest.mark.asyncio
+async def test_articles_added_outside_the_bot_reach_followers(server, web, fresh_answerer, real_embedder, tmp_path):
+    """`python -m bot add` (here: the same calls in-process) while the bot runs: the watcher swaps
+    the index in and pushes follows about the new article, once."""
+    from bot.indexing import build_index
+    from bot.ingest import Intake
+
+    url = web.route("/sport/mascot", news_page(MARATHON_TITLE, MARATHON_BODY, outlet="Dawn", date="2024-01-08", url=web.url("/sport/mascot")))
+    reader = server.user(5008, "Rex")
+    chat = server.private_chat(reader)
+    settings = intake_settings(tmp_path, web, index_poll_seconds=0.3)
+    FollowStore(settings["data_dir"]).add(chat["id"], "Karachi marathon mascot")
+    async with running_bot(server, fresh_answerer, **settings):
+        cli_settings = fresh_answerer.settings.with_overrides(**{k: v for k, v in settings.items() if k != "index_poll_seconds"})
+        assert Intake(cli_settings).add([url]).outcomes[0].status == "added"
+        await asyncio.to_thread(build_index, cli_settings, real_embedder, progress=False)
+        [push] = await server.async_wait_for_messages(chat["id"], 1, WAIT)
+        assert push.text.startswith("🔔 New on “Karachi marathon mascot”:") and "flamingo" in push.text
+        await asyncio.sleep(1.0)  # further polls find nothing new
+        assert len(server.sent_messages(chat["id"])) == 1
+    assert_telegram_rules(server)
