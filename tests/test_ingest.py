@@ -212,12 +212,13 @@ def test_add_files_in_corpus_formats_with_duplicates_and_bad_ones(tmp_path, web)
     copy = write(outside / "flood-copy.txt", f"{FLOOD_TITLE}\n\n{FLOOD_BODY}\n")
     bad = write(outside / "notes.docx", b"PK\x03\x04")
     broken = write(outside / "broken.json", "{not json")
-    report = Intake(settings).add([str(p) for p in (md, js, html_file, copy, bad, broken, outside / "absent.md")])
+    report = Intake(settings).add([str(p) for p in (md, js, html_file, copy, bad, broken, outside / "absent.md")] + ["www.dawn.com/news/1"])
     statuses = [(Path(o.where).name, o.status) for o in report.outcomes]
     assert statuses == [
         ("flood.md", ADDED), ("budget.json", ADDED), ("marathon.html", ADDED), ("flood-copy.txt", DUPLICATE),
-        ("notes.docx", FAILED), ("broken.json", FAILED), ("absent.md", FAILED),
+        ("notes.docx", FAILED), ("broken.json", FAILED), ("absent.md", FAILED), ("1", FAILED),
     ]
+    assert report.outcomes[-1].reason == "no such file; a link must start with https:// or http://"
     marathon = report.outcomes[2]
     assert (marathon.title, marathon.source, marathon.date, marathon.url) == (MARATHON_TITLE, "Geo", "2024-01-09", "https://geo.tv/m")
     assert report.outcomes[1].source == "The News"

@@ -13,6 +13,7 @@ deferred (failed for now; a feed retries it at its next poll).
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import time
 from collections.abc import Iterable
@@ -30,6 +31,8 @@ from bot.ingest.web import extract_page
 log = logging.getLogger(__name__)
 
 ADDED, UPDATED, DUPLICATE, FAILED, DEFERRED = "added", "updated", "duplicate", "failed", "deferred"
+# "dawn.com/news/1" typed without its scheme: a link, not a file.
+_LOOKS_LIKE_ADDRESS = re.compile(r"^(?:www\.)?[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?:[:/]|$)", re.IGNORECASE)
 # Files an admin may send or `add` (JSONL too: it is a corpus format).
 UPLOAD_SUFFIXES = ARTICLE_SUFFIXES
 
@@ -138,6 +141,8 @@ class Intake:
             for item in items:
                 if "://" in item or item.lower().startswith(("http:", "https:")):
                     report.outcomes.append(self._add_link(fetcher, catalog, item))
+                elif _LOOKS_LIKE_ADDRESS.match(item) and not Path(item).exists():
+                    report.outcomes.append(Outcome(item, FAILED, "no such file; a link must start with https:// or http://"))
                 else:
                     report.outcomes.extend(self._add_file(catalog, Path(item), item))
         report.seconds = time.perf_counter() - started
