@@ -6,6 +6,8 @@
     python -m bot sources                              list the articles
     python -m bot run                                  the Telegram bot
     python -m bot start                                update the index, then Telegram or chat
+    python -m bot add URL|FILE ... [--json]            add articles by link or file, then update the index
+    python -m bot update [--json]                      poll the feeds, add new items, update the index
     python -m bot eval seed|multihop                   retrieval quality
     python -m bot eval load [--users N --questions M]  a crowd of users against the bot and an echo bot
     python -m bot eval faults                          the fault campaign: hostile files, damage, Bot API faults
@@ -71,12 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", parents=[common], help="serve the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
     commands.add_parser("start", parents=[common], help="update the index, then serve Telegram if a token is set, else open the chat")
 
+    add = commands.add_parser("add", parents=[common], help="add articles by link (http/https) or file, then update the index")
+    add.add_argument("items", nargs="+", metavar="URL|FILE")
+    add.add_argument("--json", action="store_true", help="print what was done as one JSON object")
+    update = commands.add_parser("update", parents=[common], help="poll the feeds (FEED_URLS, feeds.txt), add new items, update the index")
+    update.add_argument("--json", action="store_true", help="print what was done as one JSON object")
+
     evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
     evaluate.add_argument(
-        "suite", choices=["seed", "multihop", "build", "conversation", "load", "faults"],
+        "suite", choices=["seed", "multihop", "build", "conversation", "load", "faults", "intake", "update"],
         help="seed gold set, MultiHop-RAG, build throughput, the conversation gold set (answers a reader meets), "
         "load (a crowd of users against the bot and an echo bot, on 127.0.0.1), "
-        "or faults (hostile files, damaged indexes, Bot API faults, killed builds)",
+        "faults (hostile files, damaged indexes, Bot API faults, killed builds), "
+        "article extraction from news pages (intake), or the wall time of a feed update on the benchmark index (update)",
     )
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="test", help="MultiHop-RAG questions to score")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -242,6 +251,42 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     return cmd_chat(args, settings)
 
 
+def _finish_intake(args: argparse.Namespace, settings: Settings, report) -> int:
+    """Update the index when anything was stored (the build `index` runs), then report.
+
+    Exit status 0 when every item was added, updated or already there; 1 when any failed."""
+    import time
+
+    if report.stored:
+        from bot.service import QuestionAnswerer
+
+        started = time.perf_counter()
+        answerer = QuestionAnswerer(settings)
+        answerer.rebuild()
+        report.record_index(answerer.serving.index.chunks, time.perf_counter() - started)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        print(report.describe())
+    return 1 if report.failures or any(f.status == "failed" for f in report.feeds) else 0
+
+
+def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.ingest import Intake
+
+    return _finish_intake(args, settings, Intake(settings).add(args.items))
+
+
+def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.ingest import Intake
+    from bot.ingest.feeds import feed_urls
+
+    if not feed_urls(settings):
+        print(f"No feeds: list them in {settings.feeds_file} (one URL a line) or FEED_URLS (see .env.example).")
+        return 0
+    return _finish_intake(args, settings, Intake(settings).update_feeds())
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from bot.evaluation import run_eval
 
@@ -256,6 +301,8 @@ COMMANDS = {
     "run": cmd_run,
     "start": cmd_start,
     "eval": cmd_eval,
+    "add": cmd_add,
+    "update": cmd_update,
 }
 
 

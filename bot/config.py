@@ -23,6 +23,8 @@ DEFAULT_MAX_ARTICLE_BYTES = 2_000_000
 # Questions in line before the bot refuses more: what the bot answers in 7-12 s under load
 # (``python -m bot eval load`` measured 17-30 answers/s; README "A crowd, Telegram faults and shutdown").
 DEFAULT_QUEUE_SIZE = 200
+DEFAULT_FETCH_MAX_BYTES = 5_000_000
+DEFAULT_USER_AGENT = "newsbot/0.1 (a news question-answering bot; fetches articles its admins add; honours robots.txt)"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -43,6 +45,11 @@ def _questions(value: str) -> tuple[str, ...]:
     if not questions:
         raise ConfigError("expected questions separated by |")
     return questions
+
+
+def _words(value: str) -> tuple[str, ...]:
+    """Comma- or space-separated items (URLs, host names), empty ones dropped."""
+    return tuple(p for p in re.split(r"[,\s]+", value.strip()) if p)
 
 
 def _bool(value: str) -> bool:
@@ -93,6 +100,20 @@ class Settings:
     busy_notice_seconds: float = 5.0
     # After SIGTERM: seconds to keep answering the questions already in line.
     shutdown_grace_seconds: float = 8.0
+    # -- adding news (bot/ingest): links, feeds, uploads; see .env.example "Adding news" --
+    data_dir: Path = Path("data")  # SQLite state: feeds' ETags and seen items, follows
+    feeds_file: Path = Path("feeds.txt")  # one feed URL a line (not in corpus/: a .txt there is an article)
+    feed_urls: tuple[str, ...] = ()
+    feed_poll_minutes: float = 30.0  # the running bot polls the feeds this often (0: never)
+    fetch_timeout_seconds: float = 15.0  # a whole request, connect to last byte
+    # Largest page or feed downloaded. News pages with inline scripts run 0.3-2 MB; 5 MB leaves room.
+    fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES
+    fetch_user_agent: str = DEFAULT_USER_AGENT
+    # Hosts (or host:port) exempt from the refusal of private, loopback and link-local addresses; "*": all.
+    allow_private_hosts: tuple[str, ...] = ()
+    host_requests_per_minute: int = 30  # politeness: more to one host waits for the next poll
+    follow_pushes_per_chat: int = 3  # messages one chat gets about its follows after one update
+    question_retention_days: int = 30  # answers and votes (question text) are deleted after this
 
     # env key -> (field name, parser)
     _KEYS = {
@@ -124,6 +145,17 @@ class Settings:
         "QUEUE_SIZE": ("queue_size", int),
         "BUSY_NOTICE_SECONDS": ("busy_notice_seconds", float),
         "SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
+        "DATA_DIR": ("data_dir", Path),
+        "FEEDS_FILE": ("feeds_file", Path),
+        "FEED_URLS": ("feed_urls", _words),
+        "FEED_POLL_MINUTES": ("feed_poll_minutes", float),
+        "FETCH_TIMEOUT_SECONDS": ("fetch_timeout_seconds", float),
+        "FETCH_MAX_BYTES": ("fetch_max_bytes", int),
+        "FETCH_USER_AGENT": ("fetch_user_agent", str),
+        "ALLOW_PRIVATE_HOSTS": ("allow_private_hosts", _words),
+        "HOST_REQUESTS_PER_MINUTE": ("host_requests_per_minute", int),
+        "FOLLOW_PUSHES_PER_CHAT": ("follow_pushes_per_chat", int),
+        "QUESTION_RETENTION_DAYS": ("question_retention_days", int),
     }
 
     @classmethod
@@ -176,6 +208,8 @@ class Settings:
             raise ConfigError("QUEUE_SIZE must be at least 1")
         if self.busy_notice_seconds < 0 or self.shutdown_grace_seconds < 0:
             raise ConfigError("BUSY_NOTICE_SECONDS and SHUTDOWN_GRACE_SECONDS must not be negative")
+        if self.fetch_timeout_seconds <= 0 or self.fetch_max_bytes < 1 or self.host_requests_per_minute < 1:
+            raise ConfigError("FETCH_TIMEOUT_SECONDS, FETCH_MAX_BYTES and HOST_REQUESTS_PER_MINUTE must be positive")
         if self.log_level and self.log_level.strip().upper() not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (or empty), got {self.log_level[:20]!r}")
 

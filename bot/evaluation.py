@@ -174,6 +174,18 @@ def run_eval(args, settings: Settings) -> int:
         )
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_load(report))
         return 0
+    if suite == "update":
+        from bot.evaluation_intake import eval_update, format_update
+
+        report = eval_update(settings, benchmark_dir=getattr(args, "benchmark_dir", None))
+        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_update(report))
+        return 0
+    if suite == "intake":
+        from bot.evaluation_intake import eval_intake, format_intake
+
+        report = eval_intake(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
+        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_intake(report))
+        return 0
     if suite == "build":
         report = eval_build(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_build(report))

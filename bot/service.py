@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 from bot import dialogue
@@ -29,6 +30,10 @@ from bot.types import Answer, Article, Hit
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 1000  # longer input is cut: nobody types more, and it would dilute the search
+# How deep ``ask(within=...)`` searches the whole index for passages of the given articles (a
+# follow matched against one update's new articles). Not tuned yet: a new article none of whose
+# passages ranks in the top 30 for a topic is a weak match for it, and is not pushed.
+WITHIN_SEARCH_DEPTH = 30
 
 
 @dataclass(frozen=True)
@@ -202,13 +207,16 @@ class QuestionAnswerer:
         all_passages: bool = False,
         quoted: tuple[tuple[str, int, int], ...] = (),
         unknown_words: tuple[str, ...] = (),
+        within: Collection[str] | None = None,
     ) -> Answer:
         """Answer one question on its own (English, Roman Urdu or Urdu script).
 
         ``offset`` skips passages already shown ("More sources"), which are then all shown
         (``all_passages``); ``focus``: what a "what about X?" follow-up is about (the lead must name it);
         ``quoted``: (article id, start, end) of quotes already shown, which are not quoted again;
-        ``unknown_words``: words of an Urdu question (read before) that name nothing the articles know.
+        ``unknown_words``: words of an Urdu question (read before) that name nothing the articles know;
+        ``within``: article ids; only their passages answer (a follow matched against new articles),
+        ranked and judged exactly as a question over the whole index would rank and judge them.
         """
         question = " ".join(question.split())[:MAX_QUESTION_CHARS]
         understood = understand(question, self.serving.vocabulary)
@@ -224,7 +232,11 @@ class QuestionAnswerer:
         ) + understood.unknown + unknown_words  # fmt: skip
         k = top_k or self.settings.top_k
         vector = serving.retriever.embed_query(search_text)
-        ranked = serving.retriever.search(search_text, offset + k, filters, vector, page=k)
+        if within is None:
+            ranked = serving.retriever.search(search_text, offset + k, filters, vector, page=k)
+        else:
+            depth = max(offset + k, WITHIN_SEARCH_DEPTH)
+            ranked = [h for h in serving.retriever.search(search_text, depth, filters, vector, page=k) if h.article_id in within]
         answer = self.composer.compose(
             corrected,
             ranked[offset:],

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import dataclasses
 import logging
 import math
 import re
 import secrets
 import signal
+import sqlite3
 import time
 from collections import OrderedDict, deque
 from urllib.parse import urlsplit
@@ -47,8 +49,14 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bot.config import Settings
+from bot.corpus import JSON_FILE_SIZE_FACTOR
 from bot.dialogue import FOLLOW_UP, QUESTION, SMALL_TALK, Conversations, classify
 from bot.errors import BotError, ConfigError
+from bot.feedback import FeedbackStore
+from bot.follows import FollowError, FollowStore, match_follows
+from bot.ingest import Intake, IntakeReport
+from bot.ingest.feeds import feed_urls
+from bot.ingest.intake import UPLOAD_SUFFIXES
 from bot.formatting import NOTHING_TO_CONTINUE, RESET_REPLY
 from bot.service import QuestionAnswerer
 from bot.telegram_html import (
@@ -58,6 +66,10 @@ from bot.telegram_html import (
     render_full_passage,
     render_more,
     render_reply,
+    render_follow_push,
+    render_gaps,
+    render_follows,
+    render_intake,
     render_sources_page,
 )
 from bot.types import Answer, Passage
@@ -75,6 +87,11 @@ COMMANDS = (
     ("more", "More passages about the last answer"),
     ("reset", "Start over: forget the previous questions"),
     ("reindex", "Admins: update the index from the corpus"),
+    ("follow", "Hear about new articles on a topic: /follow your topic"),
+    ("following", "The topics this chat follows"),
+    ("unfollow", "Stop following a topic"),
+    ("update", "Admins: fetch new articles from the feeds now"),
+    ("gaps", "Admins: questions the articles could not answer"),
 )
 NON_TEXT_REPLY = "I can only read text questions. Ask me something about the articles, for example: “{example}”"
 EDITED_REPLY = "I answer new messages only: please send the corrected question again as a new message."
@@ -342,8 +359,9 @@ async def typing(context: ContextTypes.DEFAULT_TYPE, chat_id: int):
             await task
 
 
-def _keyboard(key: str, answer: Answer, more: bool) -> InlineKeyboardMarkup | None:
-    """Per source "Full [n]" and "Open [n]", then "More sources". Callback data stays tiny.
+def _keyboard(key: str, answer: Answer, more: bool, vote: int | None = None) -> InlineKeyboardMarkup | None:
+    """Per source "Full [n]" and "Open [n]", 👍 / 👎 when ``vote`` (the recorded answer's id) is
+    given, then "More sources" (last). Callback data stays tiny.
 
     Rows hold at most ``BUTTONS_PER_ROW`` buttons (Telegram allows 8; phones show fewer well).
     """
@@ -354,6 +372,8 @@ def _keyboard(key: str, answer: Answer, more: bool) -> InlineKeyboardMarkup | No
         if p.article.url and p.article.url.startswith(("http://", "https://"))
     ]
     rows = [group[i : i + BUTTONS_PER_ROW] for group in (full, opened) for i in range(0, len(group), BUTTONS_PER_ROW)]
+    if vote is not None:
+        rows.append([InlineKeyboardButton("👍", callback_data=f"v:{vote}:u"), InlineKeyboardButton("👎", callback_data=f"v:{vote}:d")])
     if more:
         rows.append([InlineKeyboardButton("More sources", callback_data=f"m:{key}")])
     return InlineKeyboardMarkup(rows) if rows else None
@@ -497,6 +517,7 @@ async def _notify(context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str, q
 async def _send_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer: Answer, quote: int | None, conversation) -> None:
     """An answer with its buttons; remembered so that a reply to it continues its topic."""
     state = _state(context)
+    vote = await _record_answer(context, chat_id, answer)
     if not answer.found:
         await _send_parts(context, chat_id, render_answer(answer), None, quote)
         return
@@ -505,7 +526,7 @@ async def _send_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer:
     state.answers.put(
         key, AnswerState(turn.question if turn else answer.question, chat_id, len(answer.passages), {p.rank: p for p in answer.passages})
     )
-    sent = await _send_parts(context, chat_id, render_answer(answer), _keyboard(key, answer, more=True), quote)
+    sent = await _send_parts(context, chat_id, render_answer(answer), _keyboard(key, answer, more=True, vote=vote), quote)
     if turn is not None:
         state.answered_messages.put((chat_id, sent.message_id), turn)
 
@@ -666,7 +687,9 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         "<i>more</i> (or /more) shows further passages; /reset (or /new) starts over. "
         "Questions in Roman Urdu and Urdu work too. When my articles are older than what you ask about, I say so.\n\n"
         "<b>Commands</b>\n/start what I know about\n/sources the articles\n/ask a question\n/more more passages\n"
-        "/reset start over\n/help this message"
+        "/reset start over\n/follow a topic: new articles about it are sent here (/following, /unfollow)\n/help this message\n\n"
+        f"<i>Questions are kept {_state(context).settings.question_retention_days} days with their answers and your 👍/👎, "
+        "so the admins can see what the articles do not answer; then they are deleted.</i>"
     )
     await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML)
 
@@ -815,6 +838,250 @@ async def _over_rate_limit(context: ContextTypes.DEFAULT_TYPE, query: CallbackQu
     return True
 
 
+# -- adding news and follows (issue 12) -------------------------------------------------------
+
+ADD_REFUSED_REPLY = "Only the bot's admins can add articles. You can ask me about the ones I have, e.g. “{example}”"
+UPDATE_REFUSED_REPLY = "Only the bot's admins can update the feeds."
+INDEX_FAILED_REPLY = (
+    "The articles are in the corpus, but the index could not be updated, so I still answer from the "
+    "previous one; the next update or /reindex will try again."
+)
+# A message that is only links (one or more, spaces between): an admin adding articles.
+LINKS_ONLY = re.compile(r"^\s*(?:https?://\S+\s*)+$", re.IGNORECASE)
+
+
+@dataclass
+class IntakeState:
+    """What adding news needs in the running bot (``bot_data["intake"]``)."""
+
+    intake: Intake  # long-lived: its per-host limit spans polls
+    follows: FollowStore
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one update at a time (job, /update, links)
+
+
+def _intake_state(context: ContextTypes.DEFAULT_TYPE) -> IntakeState:
+    return context.application.bot_data["intake"]
+
+
+def _is_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    user = update.effective_user
+    return bool(user and user.id in _state(context).settings.admin_user_ids)
+
+
+async def _intake_and_index(context: ContextTypes.DEFAULT_TYPE, work) -> tuple[IntakeReport, bool]:
+    """Run one intake (in a thread), then the incremental build, swap the new index in, and push
+    follows about the new articles. Returns the report and whether the index was updated."""
+    state, intake = _state(context), _intake_state(context)
+    async with intake.lock:
+        report = await asyncio.to_thread(work, intake.intake)
+        if not report.stored:
+            return report, True
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(state.answerer.rebuild)
+        except BotError as exc:
+            log.warning("index update after intake failed: %s", exc)
+            return report, False
+        report.record_index(state.answerer.serving.index.chunks, time.perf_counter() - started)
+        await _push_follows(context.application, report.new_article_ids)
+    return report, True
+
+
+async def _push_follows(app: Application, article_ids: list[str]) -> None:
+    """One message per new article that answers a chat's follow (capped per chat); flood
+    control is the application's rate limiter's."""
+    state, intake = app.bot_data["state"], app.bot_data["intake"]
+    follows = await asyncio.to_thread(intake.follows.all)
+    pushes = await asyncio.to_thread(match_follows, state.answerer, follows, article_ids, state.settings.follow_pushes_per_chat)
+    for push in pushes:
+        chat_id = push.follow.chat_id
+        key = secrets.token_urlsafe(6)
+        state.answers.put(key, AnswerState(push.follow.topic, chat_id, 1, {1: push.passage}))
+        single = dataclasses.replace(push.answer, passages=(push.passage,))
+        try:
+            await _send_parts(app, chat_id, render_follow_push(push), _keyboard(key, single, more=False), None)
+        except TelegramError as exc:  # e.g. the chat blocked the bot: the others still get theirs
+            log.warning("follow push to chat %s failed: %s", chat_id, exc)
+
+
+async def _reply_intake(message: Message, report: IntakeReport, indexed: bool) -> None:
+    parts = render_intake(report)
+    if not indexed:
+        parts.append(escape(INDEX_FAILED_REPLY))
+    for part in parts:
+        await message.reply_text(part, parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
+
+
+async def update_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Admins: poll the feeds now, add what is new, update the index, push follows."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    if not _is_admin(update, context):
+        log.warning("refused /update from user %s", update.effective_user.id if update.effective_user else None)
+        await message.reply_text(UPDATE_REFUSED_REPLY)
+        return
+    feeds = feed_urls(_state(context).settings)
+    if not feeds:
+        await message.reply_text("No feeds are configured: list them in FEED_URLS or the feeds file (see .env.example).")
+        return
+    async with typing(context, message.chat_id):
+        report, indexed = await _intake_and_index(context, lambda intake: intake.update_feeds())
+    await _reply_intake(message, report, indexed)
+
+
+async def on_link(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A private message that is only links: an admin adds them; anyone else is told politely."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    if not _is_admin(update, context):
+        await message.reply_text(ADD_REFUSED_REPLY.format(example=_example(context)))
+        return
+    links = (message.text or "").split()
+    async with typing(context, message.chat_id):
+        report, indexed = await _intake_and_index(context, lambda intake: intake.add(links))
+    await _reply_intake(message, report, indexed)
+
+
+async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A file sent in private: an admin's .txt/.md/.html/.json is added like `python -m bot add FILE`."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    if not _is_admin(update, context):
+        await message.reply_text(ADD_REFUSED_REPLY.format(example=_example(context)))
+        return
+    document = message.document
+    name = document.file_name or "upload"
+    suffix = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
+    limit = _state(context).settings.max_article_bytes * (JSON_FILE_SIZE_FACTOR if suffix in (".json", ".jsonl") else 1)
+    if suffix not in UPLOAD_SUFFIXES:
+        await message.reply_text(f"I can add .txt, .md, .html and .json files, not {suffix or 'files without an extension'}.")
+        return
+    if document.file_size and document.file_size > limit:
+        await message.reply_text(f"{name} is too large: {document.file_size:,} bytes (the limit is {limit:,}).")
+        return
+    async with typing(context, message.chat_id):
+        file = await document.get_file()
+        data = bytes(await file.download_as_bytearray())
+        report, indexed = await _intake_and_index(context, lambda intake: intake.add_document(name, data))
+    await _reply_intake(message, report, indexed)
+
+
+async def poll_feeds_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The JobQueue's feed poll (every FEED_POLL_MINUTES): new items added, index swapped, follows pushed."""
+    try:
+        report, indexed = await _intake_and_index(context, lambda intake: intake.update_feeds())
+    except Exception:
+        log.exception("scheduled feed update failed; the index serving is unchanged")
+        return
+    log.info("feeds polled: %s", report.describe().replace("\n", "; "))
+    if not indexed:
+        log.warning("feed items stored but the index was not updated; the next poll retries")
+
+
+async def follow_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/follow <topic or question>: new articles that answer it are sent to this chat."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    topic = " ".join(context.args or [])
+    try:
+        follow, new = await asyncio.to_thread(_intake_state(context).follows.add, message.chat_id, topic)
+    except FollowError as exc:
+        await message.reply_text(str(exc))
+        return
+    cap = _state(context).settings.follow_pushes_per_chat
+    text = (
+        f"Following “{escape(follow.topic)}”. When new articles answer it, I send them here (at most {cap} after each update)."
+        if new else f"This chat already follows “{escape(follow.topic)}”."
+    )
+    await message.reply_text(text + " /following lists your follows.", parse_mode=ParseMode.HTML)
+
+
+async def following_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/following: this chat's follows, numbered for /unfollow."""
+    if not await _allowed(update, context):
+        return
+    follows = await asyncio.to_thread(_intake_state(context).follows.of_chat, update.effective_chat.id)
+    await update.effective_message.reply_text(render_follows([f.topic for f in follows]), parse_mode=ParseMode.HTML)
+
+
+async def unfollow_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/unfollow <number or topic>: stop one follow."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    which = " ".join(context.args or [])
+    if not which:
+        follows = await asyncio.to_thread(_intake_state(context).follows.of_chat, message.chat_id)
+        await message.reply_text(render_follows([f.topic for f in follows]), parse_mode=ParseMode.HTML)
+        return
+    try:
+        removed = await asyncio.to_thread(_intake_state(context).follows.remove, message.chat_id, which)
+    except FollowError as exc:
+        await message.reply_text(str(exc))
+        return
+    await message.reply_text(f"Stopped following “{escape(removed.topic)}”.", parse_mode=ParseMode.HTML)
+
+
+def _schedule_feed_polls(app: Application, settings: Settings) -> None:
+    """Poll the feeds every FEED_POLL_MINUTES (off when 0 or when no feed is listed at start)."""
+    if settings.feed_poll_minutes <= 0 or not feed_urls(settings):
+        return
+    if app.job_queue is None:
+        log.warning("feeds are listed but python-telegram-bot's job queue is not installed; use /update")
+        return
+    interval = settings.feed_poll_minutes * 60
+    app.job_queue.run_repeating(poll_feeds_job, interval=interval, first=min(interval, 60), name="feeds")
+
+
+# -- feedback: 👍/👎 and /gaps -----------------------------------------------------------------
+
+VOTE_THANKS = "Thanks! Your vote helps decide which articles to add."
+
+
+def _feedback(context: ContextTypes.DEFAULT_TYPE) -> FeedbackStore:
+    return context.application.bot_data["feedback"]
+
+
+async def _record_answer(context: ContextTypes.DEFAULT_TYPE, chat_id: int, answer: Answer) -> int | None:
+    """Keep the answer for votes and /gaps; a failure here never stops the answer."""
+    try:
+        return await asyncio.to_thread(_feedback(context).record, chat_id, answer, _state(context).answerer.build_id)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("answer not recorded for feedback: %s", exc)
+        return None
+
+
+async def on_vote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """👍 / 👎 under an answer: stored with the answer (one vote per user, the last one counts)."""
+    query = update.callback_query
+    if not await _allowed(update, context):
+        return
+    parts = (query.data or "").split(":")
+    answer_id, direction = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+    chat_id = query.message.chat.id if query.message else query.from_user.id
+    stored = answer_id.isdigit() and await asyncio.to_thread(
+        _feedback(context).vote, int(answer_id), chat_id, query.from_user.id, direction == "u"
+    )
+    await _ack(context, query, VOTE_THANKS if stored else EXPIRED_REPLY, alert=not stored)
+
+
+async def gaps_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Admins: the most frequent recent questions answered "not found" or voted down."""
+    if not await _allowed(update, context):
+        return
+    message = update.effective_message
+    if not _is_admin(update, context):
+        await message.reply_text("Only the bot's admins can see the questions readers asked.")
+        return
+    gaps = await asyncio.to_thread(_feedback(context).gaps)
+    days = _state(context).settings.question_retention_days
+    await message.reply_text(render_gaps([(g.question, g.asked, g.not_found, g.down_votes) for g in gaps], days), parse_mode=ParseMode.HTML)
+
+
 # -- errors, start-up, shutdown -----------------------------------------------------------
 
 
@@ -840,13 +1107,21 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _watch_index(app: Application) -> None:
-    """Notice an index rebuilt by `python -m bot index` and switch to it without a restart."""
+    """Notice an index rebuilt by `python -m bot index` (or `add`, `update`) and switch to it
+    without a restart; follows hear about the articles it added."""
     state: BotState = app.bot_data["state"]
+    intake: IntakeState = app.bot_data["intake"]
     while True:
         await asyncio.sleep(state.settings.index_poll_seconds)
         try:
-            if await asyncio.to_thread(state.answerer.reload_if_changed):
-                log.info("switched to the rebuilt index %s", state.answerer.build_id)
+            # Under the intake lock: an update of the bot's own pushes its new articles itself.
+            async with intake.lock:
+                known = set(state.answerer.serving.index.articles)
+                if await asyncio.to_thread(state.answerer.reload_if_changed):
+                    log.info("switched to the rebuilt index %s", state.answerer.build_id)
+                    added = [a for a in state.answerer.serving.index.articles if a not in known]
+                    if added:
+                        await _push_follows(app, added)
         except BotError as exc:
             log.warning("rebuilt index not loaded, still serving the previous one: %s", exc)
         except Exception:
@@ -932,12 +1207,24 @@ def build_application(settings: Settings, answerer: QuestionAnswerer) -> Applica
     app.add_handler(CommandHandler(["reset", "new"], reset_command))
     app.add_handler(CommandHandler("more", more_command))
     app.add_handler(CommandHandler("reindex", reindex_command))
+    app.add_handler(CommandHandler("update", update_command))
+    app.add_handler(CommandHandler("follow", follow_command))
+    app.add_handler(CommandHandler("following", following_command))
+    app.add_handler(CommandHandler("unfollow", unfollow_command))
+    app.add_handler(CommandHandler("gaps", gaps_command))
+    app.add_handler(CallbackQueryHandler(on_vote, pattern=r"^v:"))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED, on_edited))
+    private = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
+    app.add_handler(MessageHandler(private & filters.Regex(LINKS_ONLY), on_link))
+    app.add_handler(MessageHandler(private & filters.Document.ALL, on_document))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, on_text))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, on_unknown_command))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.TEXT & ~filters.StatusUpdate.ALL, on_unsupported))
     app.add_error_handler(on_error)
+    app.bot_data["intake"] = IntakeState(Intake(settings), FollowStore(settings.data_dir))
+    app.bot_data["feedback"] = FeedbackStore(settings.data_dir, settings.question_retention_days)
+    _schedule_feed_polls(app, settings)
     return app
 
 

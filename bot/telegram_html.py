@@ -216,3 +216,59 @@ def _one_line(text: str) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# -- adding news and follows ------------------------------------------------------------
+
+
+def render_intake(report) -> list[str]:
+    """What an update, a link or a document did: ``Added: <b>Title</b> — Outlet, date; N passages
+    indexed`` per article, then what was not added and why (``bot.ingest.IntakeReport``)."""
+    blocks = []
+    for feed in report.feeds:
+        if feed.status == "failed":
+            blocks.append(Block(f"Feed {feed.url}: {feed.reason}"))
+    for outcome in report.outcomes:
+        if outcome.stored:
+            word = "Added" if outcome.status == "added" else "Updated"
+            details = ", ".join(escape(p) for p in (outcome.source, outcome.date) if p)
+            passages = f"; {outcome.passages} passages indexed" if outcome.passages is not None else ""
+            line = f"{word}: <b>{escape(_clip(outcome.title or '', TITLE_LIMIT))}</b>" + (f" — {details}" if details else "") + passages
+            blocks.append(Block(line, raw=True))
+        else:
+            word = "Already there" if outcome.status == "duplicate" else ("Not added yet" if outcome.status == "deferred" else "Not added")
+            blocks.append(Block(f"{word}: {_clip(outcome.where, 300)} — {outcome.reason}"))
+    if not blocks:
+        checked = len(report.feeds)
+        blocks.append(Block(f"Nothing new in {checked} feed{'s' if checked != 1 else ''}." if checked else "Nothing to add."))
+    return pack(blocks)
+
+
+def render_follow_push(push) -> list[str]:
+    """A new article for a follow: the topic, the best sentence quoted, its citation (``bot.follows.Push``)."""
+    blocks = [
+        Block(f"🔔 New on “{_clip(_one_line(push.follow.topic), 200)}”:"),
+        Block(f"[1] {_one_line(push.sentence)}", "<blockquote>", "</blockquote>"),
+        Block(source_line(push.passage), raw=True),
+    ]
+    return pack(blocks)
+
+
+def render_follows(topics: list[str]) -> str:
+    if not topics:
+        return "This chat follows nothing yet. /follow a topic or a question, e.g. /follow Karachi local elections"
+    lines = ["<b>Following</b> (new articles about these are sent here):"]
+    lines.extend(f"{n}. {escape(_clip(_one_line(t), 200))}" for n, t in enumerate(topics, 1))
+    lines.append("/unfollow and a number (or the topic) stops one.")
+    return pack([Block(line, raw=True) for line in lines])[0]
+
+
+def render_gaps(gaps: list[tuple[str, int, int, int]], days: int) -> str:
+    """/gaps: (question, times asked, not found, voted down), most wanted first."""
+    if not gaps:
+        return f"No question of the last {days} days went unanswered or was voted down."
+    lines = [f"<b>Asked but not answered</b> (last {days} days; add articles about these):"]
+    for number, (question, asked, not_found, down) in enumerate(gaps, 1):
+        why = ", ".join(p for p in (f"{not_found}× not found" if not_found else "", f"{down}× 👎" if down else "") if p)
+        lines.append(f"{number}. {escape(_clip(_one_line(question), 200))} — asked {asked}×; {why}")
+    return pack([Block(line, raw=True) for line in lines])[0]

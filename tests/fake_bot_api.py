@@ -58,6 +58,7 @@ MAX_MESSAGE_LENGTH = 4096  # UTF-16 code units, after entity parsing
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_CALLBACK_ANSWER_LENGTH = 200
 MAX_LONG_POLL_SECONDS = 30.0
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # bots may download files up to 20 MB
 
 # Parameters Telegram documents as JSON-serialized objects/arrays. When they arrive as
 # strings (always the case for form-encoded bodies, which is what PTB sends) they are
@@ -123,6 +124,12 @@ class HtmlParseError(ValueError):
 
     The Bot API reports it as ``Bad Request: can't parse entities: <message>``.
     """
+
+
+def _suffix(file_name: str) -> str:
+    """Telegram keeps a document's extension in its file_path (documents/file_7.pdf)."""
+    match = re.search(r"\.[A-Za-z0-9]{1,8}$", file_name)
+    return match.group(0).lower() if match else ""
 
 
 def utf16_len(text: str) -> int:
@@ -641,6 +648,7 @@ class FakeBotApi:
         "deleteMyCommands",
         "close",
         "logOut",
+        "getFile",
     )
 
     def __init__(
@@ -696,6 +704,7 @@ class FakeBotApi:
         self._injected: dict[str, list[_ApiError]] = {}
         self._webhook: dict | None = None
         self._commands: dict[tuple[str, str], list[dict]] = {}
+        self._files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, content)
 
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -770,6 +779,7 @@ class FakeBotApi:
     async def _startup(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_route("GET", "/file/bot{token}/{path:.+}", self._download)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # handler_cancellation: a client that hangs up (PTB cancelling a long poll) cancels
         # its handler, so the poll stops waiting and is not mistaken for a live one.
@@ -816,6 +826,16 @@ class FakeBotApi:
         return dict(self._bot_user)
 
     # ---------------------------------------------------------------- HTTP plumbing
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """A file's bytes at ``/file/bot<token>/<file_path>``, as getFile's path promises."""
+        path = request.match_info["path"]
+        with self._lock:
+            found = next((content for file_path, content in self._files.values() if file_path == path), None)
+        if request.match_info["token"] != self._token or found is None:
+            return await self._not_found(request)
+        self._record(Call("downloadFile", {"file_path": path}, 200, None, time.time()))
+        return web.Response(body=found, content_type="application/octet-stream")
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
@@ -1371,6 +1391,15 @@ class FakeBotApi:
         self._commands.pop(self._commands_key(params), None)
         return True
 
+    def _api_getFile(self, params: Mapping) -> dict:
+        file_id = self._str(params, "file_id")
+        if not file_id or file_id not in self._files:
+            raise _bad_request("invalid file_id")
+        file_path, content = self._files[file_id]
+        if len(content) > MAX_DOWNLOAD_BYTES:
+            raise _bad_request("file is too big")
+        return {"file_id": file_id, "file_unique_id": file_id.replace("-file-", "-unique-"), "file_size": len(content), "file_path": file_path}
+
     def _api_close(self, params: Mapping) -> bool:
         return True
 
@@ -1532,6 +1561,20 @@ class FakeBotApi:
             {**self._file("photo"), "width": 1280, "height": 853, "file_size": 98000},
         ]
         fields: dict[str, Any] = {"photo": photo}
+        if caption is not None:
+            fields["caption"] = caption
+        message = self._user_message(chat, user, None, **fields)
+        self._enqueue({"message": message})
+        return copy.deepcopy(message)
+
+    def send_document(
+        self, chat: dict | int, user: dict | int, file_name: str, content: bytes, mime_type: str = "text/plain", caption: str | None = None
+    ) -> dict:
+        """Queue a document message; the bot can fetch its bytes with getFile and the file URL."""
+        document = {**self._file("document"), "file_name": file_name, "mime_type": mime_type, "file_size": len(content)}
+        with self._lock:
+            self._files[document["file_id"]] = (f"documents/file_{len(self._files)}{_suffix(file_name)}", bytes(content))
+        fields: dict[str, Any] = {"document": document}
         if caption is not None:
             fields["caption"] = caption
         message = self._user_message(chat, user, None, **fields)

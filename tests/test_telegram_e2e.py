@@ -394,7 +394,7 @@ async def test_start_help_commands_and_example_buttons(server, seed_answerer):
     chat = server.private_chat(ann)
     async with running_bot(server, seed_answerer):
         names = [c["command"] for c in server.commands()]
-        assert names == ["start", "help", "sources", "ask", "more", "reset", "reindex"]
+        assert names == ["start", "help", "sources", "ask", "more", "reset", "reindex", "follow", "following", "unfollow", "update", "gaps"]
         assert all(c["description"] for c in server.commands())
 
         _, [start] = await answer_to(server, chat, ann, "/start")
@@ -850,7 +850,7 @@ def test_python_m_bot_run_serves_a_spec_following_bot_api_server(tmp_path, seed_
         [answer] = messages
         assert LEADER_SENTENCE in answer.text and "[1]" in answer.text and SEED_TITLE in answer.text
         assert answer.callback_data[-1].startswith("m:")
-        assert names == ["start", "help", "sources", "ask", "more", "reset", "reindex"]
+        assert names == ["start", "help", "sources", "ask", "more", "reset", "reindex", "follow", "following", "unfollow", "update", "gaps"]
         assert "serving by long polling" in err and "Traceback" not in err
         assert server.token not in out + err
         assert server.errors() == [], "\n".join(str(c) for c in server.errors())
