@@ -930,13 +930,21 @@ async def update_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     await _reply_intake(message, report, indexed)
 
 
-async def on_link(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A private message that is only links: an admin adds them; anyone else is told politely."""
+async def _admin_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Message | None:
+    """The message, when an allowed admin sent it; anyone else is refused politely (None)."""
     if not await _allowed(update, context):
-        return
+        return None
     message = update.effective_message
     if not _is_admin(update, context):
         await message.reply_text(ADD_REFUSED_REPLY.format(example=_example(context)))
+        return None
+    return message
+
+
+async def on_link(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A private message that is only links: an admin adds them; anyone else is told politely."""
+    message = await _admin_message(update, context)
+    if message is None:
         return
     links = (message.text or "").split()
     async with typing(context, message.chat_id):
@@ -946,11 +954,8 @@ async def on_link(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A file sent in private: an admin's .txt/.md/.html/.json is added like `python -m bot add FILE`."""
-    if not await _allowed(update, context):
-        return
-    message = update.effective_message
-    if not _is_admin(update, context):
-        await message.reply_text(ADD_REFUSED_REPLY.format(example=_example(context)))
+    message = await _admin_message(update, context)
+    if message is None:
         return
     document = message.document
     name = document.file_name or "upload"

@@ -42,3 +42,15 @@ def seed_answerer(seed_settings, real_embedder):
 
     build_index(seed_settings, real_embedder, progress=False)
     return QuestionAnswerer(seed_settings, real_embedder).load()
+
+
+@pytest.fixture
+def web():
+    """An HTTP server on 127.0.0.1 serving the pages and feeds a test puts on it."""
+    from tests.web_server import WebServer
+
+    server = WebServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -204,18 +204,23 @@ async def test_a_crowd_of_users_all_get_every_answer_once(server, seed_answerer)
     assert_telegram_rules(server)
 
 
+async def four_in_line_then_stop(server, app, gate, chats, users) -> None:
+    """One question held in the model, three more in line; then the stop signal."""
+    server.send_text(chats[0], users[0], QUESTIONS[0])
+    await gate.wait_entered()
+    for i in range(1, 4):
+        server.send_text(chats[i], users[i], QUESTIONS[i])
+    await server.async_wait_for(lambda s: len(app.bot_data["state"].queue) == 4, WAIT, "four in line")
+    stop_taking_questions(app)
+
+
 @pytest.mark.asyncio
 async def test_stopping_answers_the_line_within_the_grace_and_refuses_new_questions(server, seed_answerer, monkeypatch):
     gate = Gate(seed_answerer, monkeypatch)
     users = [server.user(2300 + i, f"U{i}") for i in range(5)]
     chats = [server.private_chat(u) for u in users]
     async with running_bot(server, seed_answerer, shutdown_grace_seconds=30) as app:
-        server.send_text(chats[0], users[0], QUESTIONS[0])
-        await gate.wait_entered()
-        for i in range(1, 4):
-            server.send_text(chats[i], users[i], QUESTIONS[i])
-        await server.async_wait_for(lambda s: len(app.bot_data["state"].queue) == 4, WAIT, "four in line")
-        stop_taking_questions(app)
+        await four_in_line_then_stop(server, app, gate, chats, users)
         server.send_text(chats[4], users[4], QUESTIONS[0])  # after the signal: refused at once
         [late] = await server.async_wait_for_messages(chats[4]["id"], 1, WAIT)
         gate.open()
@@ -234,12 +239,7 @@ async def test_the_line_left_when_the_grace_ends_is_told_to_ask_again(server, se
     users = [server.user(2400 + i, f"U{i}") for i in range(4)]
     chats = [server.private_chat(u) for u in users]
     async with running_bot(server, seed_answerer, shutdown_grace_seconds=0.2) as app:
-        server.send_text(chats[0], users[0], QUESTIONS[0])
-        await gate.wait_entered()
-        for i in range(1, 4):
-            server.send_text(chats[i], users[i], QUESTIONS[i])
-        await server.async_wait_for(lambda s: len(app.bot_data["state"].queue) == 4, WAIT, "four in line")
-        stop_taking_questions(app)
+        await four_in_line_then_stop(server, app, gate, chats, users)
         for chat in chats[1:]:
             await server.async_wait_for(lambda s, c=chat: finals(s, c["id"]), WAIT, "a refusal")
         gate.open()  # the question being answered when the grace ended is still answered

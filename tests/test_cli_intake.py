@@ -14,15 +14,6 @@ from tests.test_ingest import BUDGET_BODY, BUDGET_TITLE, MARATHON_BODY, MARATHON
 from tests.web_server import WebServer
 
 
-@pytest.fixture
-def web():
-    server = WebServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_add_a_link_then_ask_it_and_update_feeds(tmp_path, web):
     copy_seed_corpus(tmp_path / "corpus")
     env = {"ALLOW_PRIVATE_HOSTS": web.host, "FETCH_TIMEOUT_SECONDS": "2"}

@@ -40,15 +40,6 @@ MARATHON_BODY = (
 )
 
 
-@pytest.fixture
-def web():
-    server = WebServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def settings_for(tmp_path: Path, web: WebServer, **values: str):
     corpus = tmp_path / "corpus"
     corpus.mkdir(exist_ok=True)

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import pytest
-from telegram import Update
 
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -47,6 +46,7 @@ from bot.telegram_app import (
     build_application,
     install_token_redaction,
     run_bot,
+    serving,
 )
 from tests.fake_bot_api import FakeBotApi, SentMessage, fake_bot_api, utf16_len
 from tests.helpers import REPO, FakeEmbedder, copy_seed_corpus, make_settings, write_article
@@ -121,16 +121,10 @@ async def running_bot(server: FakeBotApi, answerer: QuestionAnswerer, **override
         answerer.settings, telegram_bot_token=server.token, telegram_base_url=server.base_url, **overrides
     )
     app = build_application(settings, answerer)
-    await app.initialize()
-    await app.post_init(app)
-    await app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=Update.ALL_TYPES)
-    await app.start()
     try:
-        yield app
+        async with serving(app):
+            yield app
     finally:
-        await app.updater.stop()
-        await app.stop()
-        await app.post_stop(app)
         await app.shutdown()
 
 

@@ -26,15 +26,6 @@ def server(fake_bot_api: FakeBotApi) -> FakeBotApi:
     return fake_bot_api
 
 
-@pytest.fixture
-def web():
-    server = WebServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def intake_settings(tmp_path, web: WebServer, **more) -> dict:
     return {
         "admin_user_ids": frozenset({ADMIN}),
