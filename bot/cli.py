@@ -106,10 +106,10 @@ def _questions(args: argparse.Namespace):
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.embedding import load_embedder
+    from bot.embedding import LazyEmbedder
     from bot.indexing import build_index
 
-    embedder = load_embedder(settings.embedding_model, settings.embedding_batch_size)
+    embedder = LazyEmbedder(settings.embedding_model, settings.embedding_batch_size)  # a no-op run never loads it
     report = build_index(settings, embedder, full=args.full)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -118,10 +118,10 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if (settings.strict and report.problems) else 0
 
 
-def _answerer(settings: Settings):
+def _answerer(settings: Settings, *, lazy_model: bool = False):
     from bot.service import QuestionAnswerer
 
-    return QuestionAnswerer(settings).load()
+    return QuestionAnswerer(settings, lazy_model=lazy_model).load()
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -200,7 +200,7 @@ def _chat_reply_text(reply, answerer) -> str:
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
-    answerer = _answerer(settings)
+    answerer = _answerer(settings, lazy_model=True)  # listing needs no model
     for number, article in enumerate(answerer.articles(), 1):
         print(f"{number:3}. {' · '.join(citation_parts(article))}")
     return 0

@@ -71,10 +71,12 @@ class BuildReport:
 
 
 def index_identity(settings: Settings, embedder: Embedder) -> dict:
-    """The manifest entries a query-time configuration must agree with."""
+    """The manifest entries a query-time configuration must agree with.
+
+    Only what is known without loading the model (the dimension follows from the model; the
+    store refuses a query vector of another width)."""
     return {
         "model": embedder.model_id,
-        "dimension": embedder.dimension,
         "chunking": chunking_settings(settings),
     }
 
@@ -214,6 +216,7 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
     lexical_texts = [_embedded_text(by_id[c.article_id], c, settings.lexical_header) for c in chunks]
     manifest = {
         **index_identity(settings, embedder),
+        "dimension": embedder.dimension,
         "articles": new_hashes,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "corpus_dir": str(settings.corpus_dir),

@@ -24,7 +24,7 @@ from bot.embedding import Embedder
 from bot.errors import BotError
 from bot.lexical import term_coverage, tokenize
 from bot.query import QueryHints, SourceMatcher, near_dates, parse_query
-from bot.store import StoredIndex
+from bot.store import StoredIndex, check_dimension
 from bot.text import grow_window, sentence_spans
 from bot.types import Hit
 
@@ -265,6 +265,7 @@ class Retriever:
             vectors = np.vstack([query_vector[None, :], self.embedder.embed(list(hints.parts))])
         else:
             vectors = query_vector[None, :]
+        check_dimension(vectors.shape[1], self._vectors.shape[1], self.index.path)
         dense = self._vectors @ vectors[0]
         fused, lexical = self._fused(query, dense)
         fused = fused + self._boosts(hints)

@@ -16,7 +16,7 @@ from bot import dialogue
 from bot.answering import AnswerComposer, AnswerParams, acronym_keys
 from bot.config import Settings
 from bot.dialogue import Conversation, Turn
-from bot.embedding import Embedder, load_embedder
+from bot.embedding import Embedder, LazyEmbedder
 from bot.errors import BotError
 from bot.formatting import NOISE_REPLY, small_talk_reply
 from bot.indexing import BuildReport, build_index, index_identity
@@ -78,9 +78,14 @@ class CorpusSummary:
 
 
 class QuestionAnswerer:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, retrieval: RetrievalParams | None = None):
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, retrieval: RetrievalParams | None = None,
+                 *, lazy_model: bool = False):
+        """``lazy_model``: load the model at the first question instead of with the index
+        (listing sources needs no model). Either way the index is loaded first, so a missing
+        or mismatched index is reported without importing torch."""
         self.settings = settings
-        self.embedder = embedder or load_embedder(settings.embedding_model, settings.embedding_batch_size)
+        self.embedder = embedder or LazyEmbedder(settings.embedding_model, settings.embedding_batch_size)
+        self._lazy_model = lazy_model
         self.retrieval_params = retrieval or RetrievalParams()
         self.composer = AnswerComposer(AnswerParams(found_threshold=settings.found_threshold))
         self._serving: _Serving | None = None
@@ -97,6 +102,8 @@ class QuestionAnswerer:
         newer build (by build sequence) with an older one: /reindex and the watcher may race.
         """
         index = load_index(self.settings.index_dir, index_identity(self.settings, self.embedder))
+        if not self._lazy_model and isinstance(self.embedder, LazyEmbedder):
+            self.embedder.load()  # a bot loads its model at start-up, not at its first question
         vocabulary = corpus_vocabulary(index)
         serving = _Serving(index, Retriever(index, self.embedder, self.retrieval_params), vocabulary, acronym_keys(vocabulary.acronyms))
         with self._swap_lock:

@@ -139,6 +139,7 @@ class StoredIndex:
         """
         k = max(1, min(k, self.vectors.ntotal))
         queries = np.ascontiguousarray(query_vectors, dtype=np.float32)
+        check_dimension(queries.shape[-1], self.vectors.d, self.path)
         if allowed_rows is None:
             return self.vectors.search(queries, k)
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
@@ -149,6 +150,15 @@ class StoredIndex:
         if self.vectors.ntotal == 0:
             return np.zeros((0, self.vectors.d), dtype=np.float32)
         return self.vectors.reconstruct_n(0, self.vectors.ntotal)
+
+
+def check_dimension(query_width: int, index_width: int, where) -> None:
+    """Refuse a query vector of another width than the index's (a model with another dimension)."""
+    if query_width != index_width:
+        raise IndexMismatchError(
+            f"the index in {where} holds {index_width}-dimensional vectors but the model gives {query_width}; "
+            "rebuild it with `python -m bot index --full`, or change EMBEDDING_MODEL back"
+        )
 
 
 def new_flat_index(vectors: np.ndarray, dimension: int) -> faiss.Index:

@@ -136,8 +136,13 @@ def test_index_reports_bad_files_and_strict_fails(tmp_path):
 
 def test_index_with_another_model_is_refused_at_ask_time(workdir, tmp_path):
     root, _ = workdir
+    # The index is read before the model is loaded: the mismatch is named without importing torch.
     result = run_bot("ask", "x", "--model", "/nonexistent/model", cwd=root)
-    assert result.returncode == 2 and "cannot load embedding model" in result.stderr
+    assert result.returncode == 2 and "/nonexistent/model" in result.stderr and "all-MiniLM-L6-v2" in result.stderr
+    assert "python -m bot index --full" in result.stderr and "Traceback" not in result.stderr
+    copy_seed_corpus(tmp_path / "corpus")
+    building = run_bot("index", "--model", "/nonexistent/model", cwd=tmp_path)
+    assert building.returncode == 2 and "cannot load embedding model" in building.stderr
 
 
 def test_run_without_token_explains_where_to_put_it(tmp_path):

@@ -193,3 +193,10 @@ def test_token_counts_are_remembered_but_never_lost_to_the_cache_limit(real_embe
     texts = ["", "one", "two words", "three small words", "four words here now", "one"]
     assert real_embedder.count_tokens(texts) == [0, 1, 2, 3, 4, 1]
     assert len(real_embedder._counts) <= 3
+
+
+def test_a_query_vector_of_another_width_is_refused_with_what_to_run(built):
+    settings, _ = built
+    index = load_index(settings.index_dir)
+    with pytest.raises(IndexMismatchError, match="python -m bot index --full"):
+        index.search(np.ones((1, 32), dtype=np.float32), 3)
