@@ -45,11 +45,9 @@ def quoted_spans(answer: Answer) -> tuple[tuple[str, int, int], ...]:
 
 
 def corpus_vocabulary(index: StoredIndex) -> Vocabulary:
-    """Every word the articles use, titles and outlets included (names are matched against it)."""
-    texts = []
-    for article in index.articles.values():
-        texts.extend(t for t in (article.title, article.source, article.text) if t)
-    return Vocabulary(texts)
+    """Every word the articles use, titles and outlets included (names are matched against it):
+    the counts the build stored, not a reading of every article (2 s at 609 articles)."""
+    return Vocabulary.from_statistics(index.vocabulary, (note["acronyms"] for note in index.article_notes))
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,14 @@ def test_sources_lists_articles_without_importing_the_model(fake_model_index):
     assert "Article 0" in result.stdout and "Article 2" in result.stdout
 
 
+def test_index_with_nothing_to_do_imports_no_model(fake_model_index):
+    cwd, env = fake_model_index
+    probe, result = run_probe("index", "--json", cwd=cwd, env=env)
+    assert probe == {"code": 0, "heavy": []}
+    report = json.loads(result.stdout)
+    assert report["articles_unchanged"] == 3 and report["articles_added"] == 0 and report["chunks_embedded"] == 0
+
+
 def test_missing_index_error_imports_no_model(tmp_path):
     corpus = small_corpus(tmp_path)
     env = {"CORPUS_DIR": str(corpus), "INDEX_DIR": str(tmp_path / "index")}
