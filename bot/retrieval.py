@@ -170,7 +170,6 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.params = params or RetrievalParams()
-        self._vectors = index.vectors_array()  # exact cosines of every chunk (a flat index is exhaustive anyway)
         chunks = index.chunks
         articles = index.articles
         self._row_source = np.array([_normalize_source(articles[c.article_id].source or "") for c in chunks], dtype=object)
@@ -251,7 +250,7 @@ class Retriever:
 
     def _score(self, query, filters, query_vector) -> _Scores:
         params = self.params
-        if self.index.vectors.ntotal == 0:
+        if len(self.index.vectors) == 0:
             return _Scores({}, None, None)
         allowed = self.allowed_rows(filters or Filters())
         if allowed is not None and len(allowed) == 0:
@@ -265,8 +264,8 @@ class Retriever:
             vectors = np.vstack([query_vector[None, :], self.embedder.embed(list(hints.parts))])
         else:
             vectors = query_vector[None, :]
-        check_dimension(vectors.shape[1], self._vectors.shape[1], self.index.path)
-        dense = self._vectors @ vectors[0]
+        check_dimension(vectors.shape[1], self.index.vectors.dimension, self.index.path)
+        dense = self.index.vectors.cosines(vectors[0])
         fused, lexical = self._fused(query, dense)
         fused = fused + self._boosts(hints)
         parts = None
@@ -274,7 +273,7 @@ class Retriever:
             parts = []
             for i, (text, psources) in enumerate(zip(hints.parts, hints.part_sources)):
                 # Without its own vector a part keeps the question's cosine: its words decide.
-                part_dense = self._vectors @ vectors[i + 1] if embed_parts else dense
+                part_dense = self.index.vectors.cosines(vectors[i + 1]) if embed_parts else dense
                 pf, _ = self._fused(text, part_dense)
                 parts.append(pf + self._boosts(hints, psources or hints.sources))
             parts = np.stack(parts)
@@ -381,7 +380,7 @@ class Retriever:
         for other in taken:
             if " ".join(self.index.chunks[other].text.split()) == text:
                 return True
-        sims = self._vectors[taken] @ self._vectors[row]
+        sims = self.index.vectors.vectors_of(taken) @ self.index.vectors.vectors_of([row])[0]
         return bool(np.max(sims) >= self.params.duplicate_cosine)
 
     def _merge_adjacent(self, rows: list[int], scored: dict[int, tuple[float, float, float]]) -> list[Hit]:

@@ -48,6 +48,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -99,6 +100,106 @@ class IndexBusyError(BotError):
     """Another build held the index's build lock for longer than ``BUILD_LOCK_TIMEOUT``."""
 
 
+class VectorStore(Protocol):
+    """The seam retrieval searches through: the only holder of an index's vectors.
+
+    Row ids are store rows (row i is chunk i of the index). Scores are inner products of
+    unit vectors, so cosines. The local FAISS store is the default; another backend (a
+    server) implements the same methods.
+    """
+
+    dimension: int
+
+    def __len__(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (cosines, row ids) per query, -1 ids padding; ``allowed_rows`` (metadata filters)
+        is applied inside the search, so a filter never empties a top-k."""
+        ...
+
+    def cosines(self, query: np.ndarray) -> np.ndarray:
+        """The cosine of every row with one query vector (row i at position i)."""
+        ...
+
+    def vectors_of(self, rows) -> np.ndarray:
+        """The stored vectors of some rows (for near-duplicate checks), in the order given."""
+        ...
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append rows; returns their ids."""
+        ...
+
+    def delete(self, rows: np.ndarray) -> None:
+        """Remove rows; later rows move down to keep ids contiguous (the chunk table must drop
+        the same rows)."""
+        ...
+
+    def describe(self) -> dict:
+        """Backend, kind of index, rows and dimension: for logs and ``eval scale``."""
+        ...
+
+
+class FaissStore:
+    """The local store: an exact inner-product FAISS index over unit vectors.
+
+    ``cosines`` reads FAISS's own vector buffer (no copy), so the vectors are held once.
+    """
+
+    def __init__(self, index: faiss.Index):
+        self._index = index
+        self.dimension = int(index.d)
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray, dimension: int) -> FaissStore:
+        store = cls(faiss.IndexFlatIP(dimension))
+        if len(vectors):
+            store.add(vectors)
+        return store
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def ntotal(self) -> int:
+        return len(self)
+
+    def _view(self) -> np.ndarray:
+        """FAISS's vector buffer as a read-only numpy array (valid until the next add/delete)."""
+        if len(self) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        view = faiss.rev_swig_ptr(self._index.get_xb(), len(self) * self.dimension).reshape(len(self), self.dimension)
+        view.flags.writeable = False
+        return view
+
+    def search(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        k = max(1, min(k, len(self)))
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        check_dimension(queries.shape[-1], self.dimension, "this store")
+        if allowed_rows is None:
+            return self._index.search(queries, k)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
+        return self._index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+
+    def cosines(self, query: np.ndarray) -> np.ndarray:
+        check_dimension(query.shape[-1], self.dimension, "this store")
+        return self._view() @ np.asarray(query, dtype=np.float32)
+
+    def vectors_of(self, rows) -> np.ndarray:
+        return self._view()[np.asarray(rows, dtype=np.int64)]
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        start = len(self)
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return np.arange(start, len(self), dtype=np.int64)
+
+    def delete(self, rows: np.ndarray) -> None:
+        self._index.remove_ids(np.ascontiguousarray(rows, dtype=np.int64))
+
+    def describe(self) -> dict:
+        return {"backend": "faiss", "index": type(self._index).__name__, "rows": len(self), "dimension": self.dimension,
+                "exact": True}
+
+
 @dataclass
 class StoredIndex:
     """Everything a query needs, in memory. Row i of each table is the same chunk."""
@@ -107,7 +208,7 @@ class StoredIndex:
     articles: dict[str, Article]
     chunks: list[Chunk]
     embed_keys: list[str]  # content hash of the text each vector was computed from
-    vectors: faiss.Index
+    vectors: VectorStore
     lexical: LexicalIndex
     path: Path  # the concrete build folder everything was read from (never ``current``)
     vocabulary: dict | None = None  # word counts of the live articles (``bot.names.Vocabulary.from_statistics``)
@@ -146,24 +247,12 @@ class StoredIndex:
         return self.created_at > other.created_at
 
     def search(self, query_vectors: np.ndarray, k: int, allowed_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k inner products (cosines) and row ids; -1 ids pad when k exceeds the size.
-
-        ``allowed_rows`` restricts the search (metadata filters) inside FAISS, so a filter
-        never empties a top-k that unfiltered neighbours crowded out.
-        """
-        k = max(1, min(k, self.vectors.ntotal))
-        queries = np.ascontiguousarray(query_vectors, dtype=np.float32)
-        check_dimension(queries.shape[-1], self.vectors.d, self.path)
-        if allowed_rows is None:
-            return self.vectors.search(queries, k)
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
-        return self.vectors.search(queries, k, params=faiss.SearchParameters(sel=selector))
+        """Top-k inner products (cosines) and row ids from the vector store (see ``VectorStore.search``)."""
+        return self.vectors.search(query_vectors, k, allowed_rows)
 
     def vectors_array(self) -> np.ndarray:
-        """All stored vectors (row i is chunk i), for reuse by an incremental build."""
-        if self.vectors.ntotal == 0:
-            return np.zeros((0, self.vectors.d), dtype=np.float32)
-        return self.vectors.reconstruct_n(0, self.vectors.ntotal)
+        """All stored vectors (row i is chunk i), a copy: for tests and tools, not for serving."""
+        return np.array(self.vectors.vectors_of(np.arange(len(self.vectors))), dtype=np.float32).reshape(-1, self.vectors.dimension)
 
 
 def check_dimension(query_width: int, index_width: int, where) -> None:
@@ -175,11 +264,8 @@ def check_dimension(query_width: int, index_width: int, where) -> None:
         )
 
 
-def new_flat_index(vectors: np.ndarray, dimension: int) -> faiss.Index:
-    index = faiss.IndexFlatIP(dimension)
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+def new_flat_index(vectors: np.ndarray, dimension: int) -> FaissStore:
+    return FaissStore.from_vectors(vectors, dimension)
 
 
 # -- finding the serving build ------------------------------------------------------------
@@ -762,9 +848,9 @@ def load_index(index_dir: Path, expected: dict | None = None) -> StoredIndex:
         lexical = LexicalIndex.load(folder / "lexical")
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
-    if not (vectors.ntotal == len(rows.chunks) == lexical.size):
+    if not (len(vectors) == len(rows.chunks) == lexical.size):
         raise IndexCorruptError(
-            f"the index in {folder} is inconsistent ({vectors.ntotal} vectors, {len(rows.chunks)} chunks, "
+            f"the index in {folder} is inconsistent ({len(vectors)} vectors, {len(rows.chunks)} chunks, "
             f"{lexical.size} lexical documents); {_REBUILD}"
         )
     articles = {a.article_id: a for a in rows.articles}
