@@ -6,7 +6,7 @@
     python -m bot sources                              list the articles
     python -m bot run                                  the Telegram bot
     python -m bot start                                update the index, then Telegram or chat
-    python -m bot eval seed|multihop                   retrieval quality
+    python -m bot eval seed|multihop|scale             retrieval quality, growth costs
 """
 
 from __future__ import annotations
@@ -71,9 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
     evaluate.add_argument(
-        "suite", choices=["seed", "multihop", "build", "conversation"],
-        help="seed gold set, MultiHop-RAG, build throughput, or the conversation gold set (answers a reader meets)",
+        "suite", choices=["seed", "multihop", "build", "conversation", "scale"],
+        help="seed gold set, MultiHop-RAG, build throughput, the conversation gold set (answers a reader meets), "
+        "or what growing the archive costs (updates, load, memory, latency at 609 articles and synthetic sizes)",
     )
+    evaluate.add_argument("--sizes", help="scale: comma-separated sizes, 609 for MultiHop-RAG, others synthetic chunks "
+                          "(default: 609,10000,100000)")
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="test", help="MultiHop-RAG questions to score")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--benchmark-dir", type=Path, help="MultiHop-RAG folder (default: ../shared/benchmarks/multihop-rag)")
