@@ -21,6 +21,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_ARTICLE_BYTES = 2_000_000
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+VECTOR_STORES = ("faiss", "qdrant")
 
 # A Bot API token is "<bot id>:<35-ish url-safe chars>".
 _TOKEN_SHAPE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{20,}$")
@@ -83,6 +84,8 @@ class Settings:
     # Files (and JSON records) above this size are skipped and reported; a .json/.jsonl file of
     # many articles may be up to 50 times larger (see ``bot.corpus``).
     max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES
+    vector_store: str = "faiss"  # or "qdrant" (see .env.example)
+    qdrant_location: str = ""  # URL, folder or ":memory:"; empty: <index_dir>/qdrant
 
     # env key -> (field name, parser)
     _KEYS = {
@@ -111,6 +114,8 @@ class Settings:
         "LOG_LEVEL": ("log_level", str),
         "STRICT": ("strict", _bool),
         "MAX_ARTICLE_BYTES": ("max_article_bytes", int),
+        "VECTOR_STORE": ("vector_store", str),
+        "QDRANT_LOCATION": ("qdrant_location", str),
     }
 
     @classmethod
@@ -159,6 +164,8 @@ class Settings:
             raise ConfigError("TOP_K must be at least 1")
         if self.max_article_bytes < 1:
             raise ConfigError("MAX_ARTICLE_BYTES must be at least 1")
+        if self.vector_store not in VECTOR_STORES:
+            raise ConfigError(f"VECTOR_STORE must be one of {', '.join(VECTOR_STORES)}, got {self.vector_store[:20]!r}")
         if self.log_level and self.log_level.strip().upper() not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (or empty), got {self.log_level[:20]!r}")
 

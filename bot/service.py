@@ -39,6 +39,23 @@ class _Serving:
     synonyms: list = field(compare=False)  # the corpus's acronyms as (key, expansion keys), for the composer
 
 
+def vector_store_for(settings: Settings):
+    """The ``load_index`` vector store factory the settings choose (None: the local FAISS store)."""
+    if settings.vector_store != "qdrant":
+        return None
+    from bot.qdrant_store import QdrantStore, drop_collections_of_removed_builds, open_client
+
+    location = settings.qdrant_location or str(settings.index_dir / "qdrant")
+    client = open_client(location)
+
+    def mirror(vectors, dimension, build_id):
+        store = QdrantStore.mirror(client, build_id, vectors, dimension)
+        drop_collections_of_removed_builds(client, settings.index_dir)
+        return store
+
+    return mirror
+
+
 def quoted_spans(answer: Answer) -> tuple[tuple[str, int, int], ...]:
     """Where each quote of an answer stands: what "more" must not quote again."""
     return tuple((p.article.article_id, p.start, p.end) for p in answer.passages)
@@ -99,7 +116,7 @@ class QuestionAnswerer:
         Loading happens outside any lock; the swap happens under one, and never replaces a
         newer build (by build sequence) with an older one: /reindex and the watcher may race.
         """
-        index = load_index(self.settings.index_dir, index_identity(self.settings, self.embedder))
+        index = load_index(self.settings.index_dir, index_identity(self.settings, self.embedder), vector_store_for(self.settings))
         if not self._lazy_model and isinstance(self.embedder, LazyEmbedder):
             self.embedder.load()  # a bot loads its model at start-up, not at its first question
         vocabulary = corpus_vocabulary(index)

@@ -826,13 +826,14 @@ def read_segments(index_dir: Path, manifest: dict, entries: list[dict] | None = 
     return segments
 
 
-def load_index(index_dir: Path, expected: dict | None = None) -> StoredIndex:
+def load_index(index_dir: Path, expected: dict | None = None, vector_store=None) -> StoredIndex:
     """Load the serving build; ``expected`` manifest entries must match (model, chunking...).
 
     ``current`` is resolved once: the manifest, the data and the returned ``path`` all come
     from that one build folder, even if a rebuild swaps ``current`` meanwhile. Every file is
     checked against its manifest checksum before it is used. Rows are the segments' live
-    rows in manifest order: row i is FAISS id i and BM25 document i.
+    rows in manifest order: row i is FAISS id i and BM25 document i. ``vector_store``:
+    ``(vectors, dimension, build_id) -> VectorStore`` (default: the local FAISS store).
     """
     folder, manifest, verifier, files = _open_build(index_dir, expected)
     # Lexical files are read by bm25s itself: verify them first, then let it read them.
@@ -844,7 +845,8 @@ def load_index(index_dir: Path, expected: dict | None = None) -> StoredIndex:
             parts.append(_segment_rows(data, prefix, entry, terms=False))
         rows = Segment.concatenate(parts, int(manifest["dimension"]))
         vocabulary = json.loads(data[VOCABULARY].decode("utf-8"))
-        vectors = new_flat_index(rows.vectors, int(manifest["dimension"]))
+        make_store = vector_store or (lambda rows_vectors, dimension, _build: new_flat_index(rows_vectors, dimension))
+        vectors = make_store(rows.vectors, int(manifest["dimension"]), folder.name)
         lexical = LexicalIndex.load(folder / "lexical")
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
