@@ -246,8 +246,7 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "corpus_dir": str(settings.corpus_dir),
     }
-    previous = Path(settings.index_dir) / old["build_id"] if old is not None else None
-    path = write_build(settings.index_dir, manifest, kept=kept, previous=previous, added=added,
+    path = write_build(settings.index_dir, manifest, kept=kept, previous=old, added=added,
                        lexical_terms=lexical_terms, vocabulary=vocabulary)
     report.index_path = str(path)
     report.seconds = time.perf_counter() - started

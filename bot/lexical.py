@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +78,7 @@ class LexicalIndex:
         tokenized = [t or [""] for t in terms]
         if tokenized:
             model.index(tokenized, show_progress=False)
-        frequency: dict[str, int] = {}
-        for terms in tokenized:
-            for term in set(terms):
-                frequency[term] = frequency.get(term, 0) + 1
+        frequency = dict(Counter(chain.from_iterable(map(set, tokenized))))  # documents holding each term
         return cls(model, len(tokenized), frequency)
 
     def idf(self, term: str) -> float:

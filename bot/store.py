@@ -512,14 +512,14 @@ def write_build(
     manifest: dict,
     *,
     kept: list[dict],
-    previous: Path | None,
+    previous: dict | None,
     added: Segment | None,
     lexical_terms: list[list[str]],
     vocabulary: dict,
 ) -> Path:
     """Write a build beside the old one, then swap ``current`` to it atomically.
 
-    ``kept``: manifest entries of the previous build's segments (``previous`` folder) that
+    ``kept``: manifest entries of the segments of the build ``previous`` (its manifest) that
     this build keeps, their ``dead`` lists updated; their files are hard-linked and their
     checksums carried over, so an update costs what it adds. ``added``: the new segment.
     ``lexical_terms[i]``: the BM25 terms of live row i (segments in order, dead rows skipped).
@@ -533,7 +533,8 @@ def write_build(
         staging.mkdir()
         try:
             seq = _latest_seq(index_dir) + 1
-            old_files = _parse_manifest(previous, index_dir).get("files", {}) if kept else {}
+            old_folder = index_dir / previous["build_id"] if previous else None
+            old_files = previous["files"] if kept else {}
             files: dict[str, dict] = {}
             segments = []
             for entry in kept:
@@ -541,7 +542,7 @@ def write_build(
                 (staging / prefix).mkdir(parents=True)
                 for name, checksum in old_files.items():
                     if name.startswith(prefix):
-                        _link_or_copy(previous / name, staging / name)
+                        _link_or_copy(old_folder / name, staging / name)
                         files[name] = checksum
                 segments.append(entry)
             written: list[Path] = []
@@ -559,7 +560,6 @@ def write_build(
                 _fsync(path)
                 sha, size = _sha256_file(path)
                 files[path.relative_to(staging).as_posix()] = {"sha256": sha, "bytes": size}
-            live_rows = sum(e["rows"] for e in segments) if segments else 0
             manifest = {
                 **manifest,
                 "format_version": FORMAT_VERSION,
@@ -569,7 +569,6 @@ def write_build(
                 "segments": segments,
                 "chunks_total": len(lexical_terms),
                 "articles_total": len(manifest.get("articles", {})),
-                "rows_stored": live_rows,
                 "files": dict(sorted(files.items())),
             }
             manifest["manifest_sha256"] = _manifest_digest(manifest)
