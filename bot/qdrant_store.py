@@ -10,6 +10,7 @@ id filter. Like ``bot.store``, this is the only module that imports its library.
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,14 @@ UPLOAD_BATCH = 1024  # points per upsert: a few MB per request
 
 
 _clients: dict[str, object] = {}  # one client per location and process (local mode locks its folder)
+
+
+@atexit.register
+def close_clients() -> None:
+    """Release local-mode folder locks before the interpreter tears down (not in ``__del__``)."""
+    while _clients:
+        _, client = _clients.popitem()
+        client.close()
 
 
 def open_client(location: str):

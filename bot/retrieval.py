@@ -161,6 +161,9 @@ class RetrievalParams:
     passage_order_lexical: float = 1.0
 
 
+# Candidates at least 1/8 of the rows: one pass over every vector beats gathering theirs
+# (609 articles, 8,885 rows, ~2,000 candidates: 1.1 ms against 3.6 ms a text).
+FULL_SCAN_SHARE = 8
 _LAST = 1e6  # far below any fused score: sorts a candidate after all others
 
 
@@ -307,17 +310,27 @@ class Retriever:
                 scorers.append(_TextScorer(self, vectors[i + 1] if embed_parts else vectors[0], self.index.lexical.scores(text),
                                            hints, psources or hints.sources))
         rows = self._candidates(scorers, hints, allowed)
-        fused, dense = scorers[0].fused(rows)
+        cosines = {id(v): self.cosines(rows, v) for v in (s.vector for s in scorers)}  # parts share the question's
+        fused, dense = scorers[0].fused(rows, cosines[id(scorers[0].vector)])
         lexical = scorers[0].lexical[rows]
         n = min(params.candidates, len(rows))
         chosen = set(np.argpartition(-fused, n - 1)[:n].tolist())
-        parts = np.stack([scorer.fused(rows)[0] for scorer in scorers[1:]]) if use_parts else None
+        parts = np.stack([scorer.fused(rows, cosines[id(scorer.vector)])[0] for scorer in scorers[1:]]) if use_parts else None
         if parts is not None:
             for p in parts:
                 chosen |= set(np.argpartition(-p, n - 1)[: n // 2].tolist())
         scored = {int(rows[i]): (float(fused[i]), float(dense[i]), float(lexical[i])) for i in chosen}
         part_scores = {int(rows[i]): parts[:, i] for i in chosen} if parts is not None else None
-        return _Scores(scored, part_scores, _BestScore(scorers))
+        best = fused if parts is None else np.maximum(fused, parts.max(axis=0))
+        return _Scores(scored, part_scores, _BestScore(scorers, rows, best))
+
+    def cosines(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Cosines of ``rows`` with ``vector``: one pass over every stored row when the rows are
+        a large share of them (cheaper than gathering them), else from the rows' own vectors."""
+        store = self.index.vectors
+        if len(rows) * FULL_SCAN_SHARE >= len(store):
+            return store.cosines(vector)[rows]
+        return store.vectors_of(rows) @ vector
 
     def _candidates(self, scorers: list[_TextScorer], hints: QueryHints, allowed: np.ndarray | None) -> np.ndarray:
         """The rows worth fusing: each text's nearest rows from the vector store and its best
@@ -611,22 +624,29 @@ class _TextScorer:
         self.retriever, self.vector, self.lexical, self.hints, self.sources = retriever, vector, lexical, hints, sources
         self.lexical_top = float(lexical.max()) if lexical.size else 0.0
 
-    def fused(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(fused score with boosts, cosine) of each of ``rows``."""
-        dense = self.retriever.index.vectors.vectors_of(rows) @ self.vector
+    def fused(self, rows: np.ndarray, dense: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(fused score with boosts, cosine) of each of ``rows`` (``dense``: their cosines, when known)."""
+        if dense is None:
+            dense = self.retriever.cosines(rows, self.vector)
         fused = self.retriever._fused(rows, dense, self.lexical, self.lexical_top)
         return fused + self.retriever._boosts(rows, self.hints, self.sources), dense
 
 
 class _BestScore:
     """Any row's best fused score (the question's or any part's): the prior that places a
-    passage inside its article, computed for that article's rows only."""
+    passage inside its article, computed once per row and only for the rows asked about
+    (the candidates' are known from the scoring)."""
 
-    def __init__(self, scorers: list[_TextScorer]):
+    def __init__(self, scorers: list[_TextScorer], rows: np.ndarray, best: np.ndarray):
         self.scorers = scorers
+        self._known: dict[int, float] = dict(zip(rows.tolist(), best.tolist()))
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        return np.max([scorer.fused(rows)[0] for scorer in self.scorers], axis=0)
+        missing = np.array([r for r in dict.fromkeys(rows.tolist()) if r not in self._known], dtype=np.int64)
+        if len(missing):
+            best = np.max([scorer.fused(missing)[0] for scorer in self.scorers], axis=0)
+            self._known.update(zip(missing.tolist(), best.tolist()))
+        return np.array([self._known[r] for r in rows.tolist()], dtype=np.float32)
 
 
 @dataclass(frozen=True)

@@ -206,8 +206,11 @@ def serve_child(request_path: str) -> None:
     index = answerer.serving.index
     queries = np.stack(vectors)
     _, found = index.vectors.search(queries, 10)
-    exact = np.argsort(-(index.vectors_array() @ queries.T), axis=0)[:10].T
-    recall = float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found.tolist(), exact.tolist())]))
+    exact = queries @ index.vectors_array().T
+    # A found row counts when exact search would rank it in the top 10: rows tied with the 10th
+    # (the same text in two articles) are as right as the one exact search happened to list.
+    tenth = -np.partition(-exact, 9, axis=1)[:, 9]
+    recall = float(np.mean([np.mean(exact[q, found[q]] >= tenth[q] - 1e-6) for q in range(len(queries))]))
     print(json.dumps({
         "load_s": round(load_s, 2),
         "rss_mb": round(rss),
