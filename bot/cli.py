@@ -8,7 +8,7 @@
     python -m bot start                                update the index, then Telegram or chat
     python -m bot add URL|FILE ... [--json]            add articles by link or file, then update the index
     python -m bot update [--json]                      poll the feeds, add new items, update the index
-    python -m bot eval seed|multihop                   retrieval quality
+    python -m bot eval seed|multihop|scale             retrieval quality, growth costs
     python -m bot eval load [--users N --questions M]  a crowd of users against the bot and an echo bot
     python -m bot eval faults                          the fault campaign: hostile files, damage, Bot API faults
 """
@@ -81,12 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
     evaluate.add_argument(
-        "suite", choices=["seed", "multihop", "build", "conversation", "load", "faults", "intake", "update"],
+        "suite", choices=["seed", "multihop", "build", "conversation", "load", "faults", "intake", "update", "scale"],
         help="seed gold set, MultiHop-RAG, build throughput, the conversation gold set (answers a reader meets), "
         "load (a crowd of users against the bot and an echo bot, on 127.0.0.1), "
         "faults (hostile files, damaged indexes, Bot API faults, killed builds), "
-        "article extraction from news pages (intake), or the wall time of a feed update on the benchmark index (update)",
+        "article extraction from news pages (intake), the wall time of a feed update on the benchmark index (update), "
+        "or what growing the archive costs (scale: updates, load, memory, latency at 609 articles and synthetic sizes)",
     )
+    evaluate.add_argument("--sizes", help="scale: comma-separated sizes, 609 for MultiHop-RAG, others synthetic chunks "
+                          "(default: 609,10000,100000)")
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="test", help="MultiHop-RAG questions to score")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--benchmark-dir", type=Path, help="MultiHop-RAG folder (default: ../shared/benchmarks/multihop-rag)")
@@ -128,10 +131,10 @@ def _questions(args: argparse.Namespace):
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.embedding import load_embedder
+    from bot.embedding import LazyEmbedder
     from bot.indexing import build_index
 
-    embedder = load_embedder(settings.embedding_model, settings.embedding_batch_size)
+    embedder = LazyEmbedder(settings.embedding_model, settings.embedding_batch_size)  # a no-op run never loads it
     report = build_index(settings, embedder, full=args.full)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -140,10 +143,10 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if (settings.strict and report.problems) else 0
 
 
-def _answerer(settings: Settings):
+def _answerer(settings: Settings, *, lazy_model: bool = False):
     from bot.service import QuestionAnswerer
 
-    return QuestionAnswerer(settings).load()
+    return QuestionAnswerer(settings, lazy_model=lazy_model).load()
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -222,7 +225,7 @@ def _chat_reply_text(reply, answerer) -> str:
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
-    answerer = _answerer(settings)
+    answerer = _answerer(settings, lazy_model=True)  # listing needs no model
     for number, article in enumerate(answerer.articles(), 1):
         print(f"{number:3}. {' · '.join(citation_parts(article))}")
     return 0

@@ -27,6 +27,7 @@ DEFAULT_FETCH_MAX_BYTES = 5_000_000
 DEFAULT_USER_AGENT = "newsbot/0.1 (a news question-answering bot; fetches articles its admins add; honours robots.txt)"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+VECTOR_STORES = ("faiss", "qdrant")
 
 # A Bot API token is "<bot id>:<35-ish url-safe chars>".
 _TOKEN_SHAPE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{20,}$")
@@ -114,6 +115,8 @@ class Settings:
     host_requests_per_minute: int = 30  # politeness: more to one host waits for the next poll
     follow_pushes_per_chat: int = 3  # messages one chat gets about its follows after one update
     question_retention_days: int = 30  # answers and votes (question text) are deleted after this
+    vector_store: str = "faiss"  # or "qdrant" (see .env.example)
+    qdrant_location: str = ""  # URL, folder or ":memory:"; empty: <index_dir>/qdrant
 
     # env key -> (field name, parser)
     _KEYS = {
@@ -156,6 +159,8 @@ class Settings:
         "HOST_REQUESTS_PER_MINUTE": ("host_requests_per_minute", int),
         "FOLLOW_PUSHES_PER_CHAT": ("follow_pushes_per_chat", int),
         "QUESTION_RETENTION_DAYS": ("question_retention_days", int),
+        "VECTOR_STORE": ("vector_store", str),
+        "QDRANT_LOCATION": ("qdrant_location", str),
     }
 
     @classmethod
@@ -210,6 +215,8 @@ class Settings:
             raise ConfigError("BUSY_NOTICE_SECONDS and SHUTDOWN_GRACE_SECONDS must not be negative")
         if self.fetch_timeout_seconds <= 0 or self.fetch_max_bytes < 1 or self.host_requests_per_minute < 1:
             raise ConfigError("FETCH_TIMEOUT_SECONDS, FETCH_MAX_BYTES and HOST_REQUESTS_PER_MINUTE must be positive")
+        if self.vector_store not in VECTOR_STORES:
+            raise ConfigError(f"VECTOR_STORE must be one of {', '.join(VECTOR_STORES)}, got {self.vector_store[:20]!r}")
         if self.log_level and self.log_level.strip().upper() not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (or empty), got {self.log_level[:20]!r}")
 

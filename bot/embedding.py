@@ -130,3 +130,41 @@ class SentenceTransformerEmbedder:
 def load_embedder(model_name: str, batch_size: int = 32) -> Embedder:
     log.info("loading embedding model %s", model_name)
     return SentenceTransformerEmbedder(model_name, batch_size=batch_size)
+
+
+class LazyEmbedder:
+    """An Embedder that loads its model on first use, not when it is made.
+
+    Importing torch and sentence-transformers costs seconds (tens of seconds on a busy
+    machine): listing sources, a missing-index error or an index run with nothing to do
+    never pay it. ``model_id`` is known without the model; ``dimension``, ``max_tokens``,
+    ``embed`` and ``count_tokens`` load it (once).
+    """
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 32):
+        self.model_id = model_name
+        self.batch_size = batch_size
+        self._loaded: Embedder | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def load(self) -> Embedder:
+        if self._loaded is None:
+            self._loaded = load_embedder(self.model_id, self.batch_size)
+        return self._loaded
+
+    @property
+    def dimension(self) -> int:
+        return self.load().dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self.load().max_tokens
+
+    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        return self.load().embed(texts, show_progress=show_progress)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return self.load().count_tokens(texts)

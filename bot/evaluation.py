@@ -190,6 +190,13 @@ def run_eval(args, settings: Settings) -> int:
         report = eval_build(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_build(report))
         return 0
+    if suite == "scale":
+        from bot.scale_eval import DEFAULT_SIZES, eval_scale, format_scale
+
+        sizes = tuple(int(s) for s in args.sizes.split(",")) if getattr(args, "sizes", None) else DEFAULT_SIZES
+        report = eval_scale(settings, benchmark_paths(getattr(args, "benchmark_dir", None)), BENCH_DIR / "multihop", sizes)
+        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_scale(report))
+        return 0
     raise BotError(f"unknown eval suite {suite!r}")
 
 

@@ -21,7 +21,19 @@ from bot.config import Settings
 from bot.corpus import content_hash, load_corpus
 from bot.embedding import Embedder
 from bot.errors import ArticleError, BotError, CorpusError, IndexMissingError
-from bot.store import FORMAT_VERSION, StoredIndex, build_lock, load_index, read_manifest, write_index
+from bot.lexical import tokenize
+from bot.names import add_statistics, empty_statistics, vocabulary_statistics
+from bot.store import (
+    FORMAT_VERSION,
+    Segment,
+    build_lock,
+    read_manifest,
+    read_segments,
+    read_terms,
+    read_vocabulary,
+    verify_build,
+    write_build,
+)
 from bot.types import Article, Chunk
 
 log = logging.getLogger(__name__)
@@ -71,10 +83,12 @@ class BuildReport:
 
 
 def index_identity(settings: Settings, embedder: Embedder) -> dict:
-    """The manifest entries a query-time configuration must agree with."""
+    """The manifest entries a query-time configuration must agree with.
+
+    Only what is known without loading the model (the dimension follows from the model; the
+    store refuses a query vector of another width)."""
     return {
         "model": embedder.model_id,
-        "dimension": embedder.dimension,
         "chunking": chunking_settings(settings),
     }
 
@@ -109,43 +123,56 @@ def _chunk_budget(settings: Settings, embedder: Embedder, header_tokens: int) ->
     return max(16, min(settings.chunk_tokens, room))
 
 
-def chunk_corpus(articles: list[Article], settings: Settings, embedder: Embedder, reusable: dict[str, list[Chunk]]) -> list[Chunk]:
-    """Chunks of every article, taking an unchanged article's chunks from the old index."""
+def chunk_articles(articles: list[Article], settings: Settings, embedder: Embedder) -> list[Chunk]:
+    """Chunks of each article, in order, sized so header + chunk fit what the model reads."""
     headers = embedder.count_tokens([header(a) for a in articles]) if settings.embed_header else [0] * len(articles)
     chunks: list[Chunk] = []
     for article, header_tokens in zip(articles, headers):
-        if article.article_id in reusable:
-            chunks.extend(reusable[article.article_id])
-            continue
         budget = _chunk_budget(settings, embedder, header_tokens)
         overlap = min(settings.chunk_overlap_tokens, budget // 2 - 1)
         chunks.extend(chunk_article(article, embedder.count_tokens, budget, max(0, overlap)))
     return chunks
 
 
-def _previous_index(settings: Settings, embedder: Embedder, full: bool) -> StoredIndex | None:
-    """The serving index, when it can seed this build; None for a full or first build.
+# Segments are merged into one when a build would leave more than this many (each costs a
+# little on every load), or when more than this share of the stored rows belong to removed
+# or replaced articles (they take disk and load time and serve nothing).
+MAX_SEGMENTS = 16
+MAX_DEAD_SHARE = 0.25
 
-    A previous build that fails to load (damaged, old format, symlink loop) is not reused:
-    its vectors cannot be trusted to match its chunks, so everything is embedded again.
+
+def _reusable_manifest(settings: Settings, embedder: Embedder, full: bool) -> dict | None:
+    """The serving build's manifest when this build can extend it; None for a full build.
+
+    A build that is damaged, of another format, model or chunking is not extended: its rows
+    cannot be trusted to match, so everything is chunked and embedded again.
     """
     if full:
         return None
     try:
-        old = load_index(settings.index_dir)
+        manifest = verify_build(settings.index_dir)
     except IndexMissingError:
         return None
     except BotError as exc:
         log.warning("previous index not reused, embedding everything: %s", exc)
         return None
-    if old.manifest.get("model") != embedder.model_id:
-        log.info("model changed (%s -> %s): embedding everything", old.manifest.get("model"), embedder.model_id)
+    if manifest.get("model") != embedder.model_id:
+        log.info("model changed (%s -> %s): embedding everything", manifest.get("model"), embedder.model_id)
         return None
-    return old
+    if manifest.get("chunking") != chunking_settings(settings):
+        log.info("chunking settings changed: chunking and embedding everything")
+        return None
+    return manifest
 
 
 def build_index(settings: Settings, embedder: Embedder, *, full: bool = False, progress: bool | None = None) -> BuildReport:
-    """Bring ``settings.index_dir`` up to date with ``settings.corpus_dir``.
+    """Bring ``settings.index_dir`` up to date with ``settings.corpus_dir``: the one entry
+    point for every way articles arrive (the CLI, /reindex, the intake).
+
+    Costs what changed: nothing changed is answered from the manifest (no model, nothing
+    written); new and changed articles go into a new segment, embedding only chunks whose
+    text was never embedded; removed and replaced articles are marked dead in their
+    segments; BM25 is rebuilt from the stored terms of the live rows.
 
     Holds the index folder's build lock throughout (see ``store.build_lock``): a second
     build of the same folder waits for this one (up to ``store.BUILD_LOCK_TIMEOUT``, then
@@ -170,8 +197,8 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
             raise CorpusError(f"two articles share the id {article.article_id!r}; rename one of the files")
         seen_ids.add(article.article_id)
 
-    old = _previous_index(settings, embedder, full)
-    old_hashes: dict[str, str] = old.manifest.get("articles", {}) if old else {}
+    old = _reusable_manifest(settings, embedder, full)
+    old_hashes: dict[str, str] = old.get("articles", {}) if old else {}
     new_hashes = {a.article_id: content_hash(a) for a in ingest.articles}
     report = BuildReport(full=old is None, problems=list(ingest.problems))
     for article_id, digest in new_hashes.items():
@@ -183,46 +210,101 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
             report.articles_unchanged.append(article_id)
     report.articles_removed = sorted(set(old_hashes) - set(new_hashes))
 
-    reusable_chunks: dict[str, list[Chunk]] = {}
-    cached_vectors: dict[str, np.ndarray] = {}
-    if old is not None:
-        same_chunking = old.manifest.get("chunking") == chunking_settings(settings)
-        unchanged = set(report.articles_unchanged)
-        old_vectors = old.vectors_array()
-        for row, (chunk, key) in enumerate(zip(old.chunks, old.embed_keys)):
-            cached_vectors[key] = old_vectors[row]
-            if same_chunking and chunk.article_id in unchanged:
-                reusable_chunks.setdefault(chunk.article_id, []).append(chunk)
+    if old is not None and not report.changed_anything:  # answered from the manifest
+        report.chunks_total = report.chunks_reused = int(old.get("chunks_total", 0))
+        report.index_path = str(Path(settings.index_dir) / old["build_id"])
+        report.seconds = time.perf_counter() - started
+        log.info("%s", report.describe())
+        return report
 
-    chunks = chunk_corpus(ingest.articles, settings, embedder, reusable_chunks)
-    by_id = {a.article_id: a for a in ingest.articles}
-    embed_texts = [_embedded_text(by_id[c.article_id], c, settings.embed_header) for c in chunks]
-    keys = [embed_key(embedder.model_id, t) for t in embed_texts]
-    missing = sorted({k: i for i, k in enumerate(keys) if k not in cached_vectors}.values())
-    embed_started = time.perf_counter()
-    if missing:
-        show = sys.stderr.isatty() if progress is None else progress
-        fresh = embedder.embed([embed_texts[i] for i in missing], show_progress=show)
-        for row, vector in zip(missing, fresh):
-            cached_vectors[keys[row]] = vector
-    report.embed_seconds = time.perf_counter() - embed_started
-    report.chunks_embedded = len(missing)
-    report.chunks_reused = len(chunks) - len(missing)
-    report.chunks_total = len(chunks)
+    dimension = int(old["dimension"]) if old is not None else embedder.dimension  # a removal needs no model
+    replaced = set(report.articles_changed) | set(report.articles_removed)
+    kept, old_versions, cached_vectors = _retire(settings, old, replaced)
+    fresh = [a for a in ingest.articles if a.article_id not in set(report.articles_unchanged)]
+    added, statistics = _new_segment(fresh, settings, embedder, cached_vectors, progress, report)
 
-    vectors = np.stack([cached_vectors[k] for k in keys]) if keys else np.zeros((0, embedder.dimension), np.float32)
-    lexical_texts = [_embedded_text(by_id[c.article_id], c, settings.lexical_header) for c in chunks]
+    vocabulary = read_vocabulary(settings.index_dir, old) if old is not None else empty_statistics()
+    for article in old_versions:
+        add_statistics(vocabulary, vocabulary_statistics(_vocabulary_texts(article)), -1)
+    for part in statistics:
+        add_statistics(vocabulary, part)
+
+    stored = sum(e["rows"] for e in kept) + len(added.chunks)
+    live = sum(e["live_rows"] for e in kept) + len(added.chunks)
+    if kept and (len(kept) + 1 > MAX_SEGMENTS or stored - live > MAX_DEAD_SHARE * stored):
+        log.info("merging %d segments (%d of %d stored rows dead)", len(kept) + 1, stored - live, stored)
+        added = Segment.concatenate([*read_segments(settings.index_dir, old, kept), added], dimension)
+        kept = []
+    lexical_terms = [*(read_terms(settings.index_dir, old, kept) if kept else []), *added.terms]
+    report.chunks_total = len(lexical_terms)
+    report.chunks_reused = report.chunks_total - report.chunks_embedded
+
     manifest = {
         **index_identity(settings, embedder),
-        "articles": new_hashes,
+        "dimension": dimension,
+        "articles": {**{k: v for k, v in old_hashes.items() if k not in replaced}, **{a.article_id: new_hashes[a.article_id] for a in fresh}},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "corpus_dir": str(settings.corpus_dir),
     }
-    path = write_index(settings.index_dir, manifest, ingest.articles, chunks, keys, vectors, lexical_texts)
+    path = write_build(settings.index_dir, manifest, kept=kept, previous=old, added=added,
+                       lexical_terms=lexical_terms, vocabulary=vocabulary)
     report.index_path = str(path)
     report.seconds = time.perf_counter() - started
     log.info("%s", report.describe())
     return report
+
+
+def _retire(settings: Settings, old: dict | None, replaced: set[str]) -> tuple[list[dict], list[Article], dict[str, np.ndarray]]:
+    """The old build's segments with ``replaced`` articles marked dead; the old versions of
+    those articles (their word counts leave the vocabulary); and their chunks' vectors by
+    content hash (an edit usually leaves most chunks as they were)."""
+    if old is None:
+        return [], [], {}
+    touched = [e for e in old["segments"] if replaced.intersection(e["articles"]) - set(e["dead"])]
+    old_versions: list[Article] = []
+    cached: dict[str, np.ndarray] = {}
+    dead_rows: dict[str, int] = {}
+    for entry, segment in zip(touched, read_segments(settings.index_dir, old, touched, terms=False)):
+        old_versions.extend(a for a in segment.articles if a.article_id in replaced)
+        for chunk, key, vector in zip(segment.chunks, segment.embed_keys, segment.vectors):
+            if chunk.article_id in replaced:
+                cached[key] = vector
+                dead_rows[entry["name"]] = dead_rows.get(entry["name"], 0) + 1
+    kept = []
+    for entry in old["segments"]:
+        dead = sorted(set(entry["dead"]) | replaced.intersection(entry["articles"]))
+        kept.append({**entry, "dead": dead, "live_rows": entry["live_rows"] - dead_rows.get(entry["name"], 0)})
+    return kept, old_versions, cached
+
+
+def _new_segment(articles: list[Article], settings: Settings, embedder: Embedder, cached: dict[str, np.ndarray],
+                 progress: bool | None, report: BuildReport) -> tuple[Segment, list[dict]]:
+    """Chunks, vectors (embedding only what ``cached`` lacks), BM25 terms and word counts of
+    new or changed articles."""
+    if not articles:
+        return Segment([], [], [], np.zeros((0, 1), np.float32), [], []), []
+    chunks = chunk_articles(articles, settings, embedder)
+    by_id = {a.article_id: a for a in articles}
+    embed_texts = [_embedded_text(by_id[c.article_id], c, settings.embed_header) for c in chunks]
+    keys = [embed_key(embedder.model_id, t) for t in embed_texts]
+    missing = sorted({k: i for i, k in enumerate(keys) if k not in cached}.values())
+    embed_started = time.perf_counter()
+    if missing:
+        show = sys.stderr.isatty() if progress is None else progress
+        fresh = embedder.embed([embed_texts[i] for i in missing], show_progress=show)
+        cached = {**cached, **{keys[row]: vector for row, vector in zip(missing, fresh)}}
+    report.embed_seconds = time.perf_counter() - embed_started
+    report.chunks_embedded = len(missing)
+    vectors = np.stack([cached[k] for k in keys]) if keys else np.zeros((0, embedder.dimension), np.float32)
+    terms = [tokenize(_embedded_text(by_id[c.article_id], c, settings.lexical_header)) for c in chunks]
+    statistics = [vocabulary_statistics(_vocabulary_texts(a)) for a in articles]
+    notes = [{"acronyms": s.pop("acronyms")} for s in statistics]
+    return Segment(articles, chunks, keys, vectors, terms, notes), statistics
+
+
+def _vocabulary_texts(article: Article) -> list[str]:
+    """What the names vocabulary reads of an article: its title, outlet and text."""
+    return [t for t in (article.title, article.source, article.text) if t]
 
 
 def _embedded_text(article: Article, chunk: Chunk, with_header: bool) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -62,17 +64,22 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
+        return cls.from_terms([tokenize(t) for t in texts])
+
+    @classmethod
+    def from_terms(cls, terms: list[list[str]]) -> LexicalIndex:
+        """The index of documents already tokenized (``tokenize``): document i is ``terms[i]``.
+
+        An incremental build keeps each chunk's terms and rebuilds the index from them, so
+        scores stay those of one index over every live chunk (0.4 s at 8,885 chunks)."""
         import bm25s
 
         model = bm25s.BM25()
-        tokenized = [tokenize(t) or [""] for t in texts]
-        if texts:
+        tokenized = [t or [""] for t in terms]
+        if tokenized:
             model.index(tokenized, show_progress=False)
-        frequency: dict[str, int] = {}
-        for terms in tokenized:
-            for term in set(terms):
-                frequency[term] = frequency.get(term, 0) + 1
-        return cls(model, len(texts), frequency)
+        frequency = dict(Counter(chain.from_iterable(map(set, tokenized))))  # documents holding each term
+        return cls(model, len(tokenized), frequency)
 
     def idf(self, term: str) -> float:
         """How informative a (tokenized) term is here: rare names weigh more than "party"."""

@@ -3,13 +3,19 @@
 An index is a directory that describes itself:
 
 - ``manifest.json``: format version, model id, dimension, chunking settings, one
-  content hash per article, counts, a build id, a build sequence number and the size and
-  sha256 of every other file of the build (plus a hash of the manifest itself);
-- ``vectors.faiss``: a flat inner-product index over unit vectors (so scores are cosines);
-- ``chunks.jsonl``: line i is the chunk whose vector is FAISS id i, and whose lexical
-  document is BM25 document i (the positional contract the tests check);
-- ``articles.jsonl``: the cleaned articles every chunk offset points into;
-- ``lexical/``: the BM25 index.
+  content hash per article, counts, a build id, a build sequence number, the segments in
+  row order and the size and sha256 of every other file of the build (plus its own hash);
+- ``segments/<name>/``: the rows one build added, never changed afterwards, so the next
+  build hard-links them instead of rewriting them: ``articles.jsonl`` (the cleaned
+  articles every chunk offset points into), ``chunks.jsonl`` (one chunk and the content
+  hash of what was embedded per line), ``vectors.npy`` (unit float32 rows, so inner
+  products are cosines), ``terms.jsonl`` (the BM25 terms per chunk) and ``notes.jsonl``;
+  an article a later build removed or replaced is listed as ``dead`` in its segment's
+  manifest entry and skipped on load;
+- ``lexical/``: the BM25 index over the live rows; ``vocabulary.json``: their word counts.
+
+Row contract: the live rows of the segments, in manifest order, are FAISS ids 0..n-1 and
+BM25 documents 0..n-1 (the positional contract the tests check).
 
 The index folder (``index/`` by default) holds builds side by side and a ``current``
 symlink. A build is written to a fresh folder and then ``current`` is swapped with one
@@ -32,6 +38,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -41,6 +48,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -52,7 +60,9 @@ from bot.types import Article, Chunk
 log = logging.getLogger(__name__)
 
 # 2: the manifest records build_seq, created_at, per-file sha256 ("files") and its own hash.
-FORMAT_VERSION = 2
+# 3: rows live in segments shared between builds, with dead (removed or replaced) articles
+#    listed per segment; BM25 terms, per-article notes and the vocabulary counts are stored.
+FORMAT_VERSION = 3
 CURRENT_LINK = "current"
 LOCK_FILE = ".build.lock"
 SEQ_FILE = ".build.seq"  # the last build_seq handed out (written under the build lock)
@@ -64,7 +74,10 @@ _LOCK_POLL_SECONDS = 0.1
 _BUILD_PREFIX = "build-"
 MANIFEST = "manifest.json"
 # Files a build cannot be loaded without: the manifest must list (and so vouch for) each.
-_REQUIRED_FILES = ("vectors.faiss", "chunks.jsonl", "articles.jsonl", "lexical/size.txt")
+SEGMENTS = "segments"
+VOCABULARY = "vocabulary.json"
+_SEGMENT_FILES = ("articles.jsonl", "notes.jsonl", "chunks.jsonl", "terms.jsonl", "vectors.npy")
+_REQUIRED_FILES = ("lexical/size.txt", VOCABULARY)
 _REBUILD = "rebuild it with `python -m bot index --full`"
 
 # Bound the threads FAISS uses: the machine has 2 cores and the bot also serves requests.
@@ -87,6 +100,106 @@ class IndexBusyError(BotError):
     """Another build held the index's build lock for longer than ``BUILD_LOCK_TIMEOUT``."""
 
 
+class VectorStore(Protocol):
+    """The seam retrieval searches through: the only holder of an index's vectors.
+
+    Row ids are store rows (row i is chunk i of the index). Scores are inner products of
+    unit vectors, so cosines. The local FAISS store is the default; another backend (a
+    server) implements the same methods.
+    """
+
+    dimension: int
+
+    def __len__(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (cosines, row ids) per query, -1 ids padding; ``allowed_rows`` (metadata filters)
+        is applied inside the search, so a filter never empties a top-k."""
+        ...
+
+    def cosines(self, query: np.ndarray) -> np.ndarray:
+        """The cosine of every row with one query vector (row i at position i)."""
+        ...
+
+    def vectors_of(self, rows) -> np.ndarray:
+        """The stored vectors of some rows (for near-duplicate checks), in the order given."""
+        ...
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append rows; returns their ids."""
+        ...
+
+    def delete(self, rows: np.ndarray) -> None:
+        """Remove rows; later rows move down to keep ids contiguous (the chunk table must drop
+        the same rows)."""
+        ...
+
+    def describe(self) -> dict:
+        """Backend, kind of index, rows and dimension: for logs and ``eval scale``."""
+        ...
+
+
+class FaissStore:
+    """The local store: an exact inner-product FAISS index over unit vectors.
+
+    ``cosines`` reads FAISS's own vector buffer (no copy), so the vectors are held once.
+    """
+
+    def __init__(self, index: faiss.Index):
+        self._index = index
+        self.dimension = int(index.d)
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray, dimension: int) -> FaissStore:
+        store = cls(faiss.IndexFlatIP(dimension))
+        if len(vectors):
+            store.add(vectors)
+        return store
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def ntotal(self) -> int:
+        return len(self)
+
+    def _view(self) -> np.ndarray:
+        """FAISS's vector buffer as a read-only numpy array (valid until the next add/delete)."""
+        if len(self) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        view = faiss.rev_swig_ptr(self._index.get_xb(), len(self) * self.dimension).reshape(len(self), self.dimension)
+        view.flags.writeable = False
+        return view
+
+    def search(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        k = max(1, min(k, len(self)))
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        check_dimension(queries.shape[-1], self.dimension, "this store")
+        if allowed_rows is None:
+            return self._index.search(queries, k)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
+        return self._index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+
+    def cosines(self, query: np.ndarray) -> np.ndarray:
+        check_dimension(query.shape[-1], self.dimension, "this store")
+        return self._view() @ np.asarray(query, dtype=np.float32)
+
+    def vectors_of(self, rows) -> np.ndarray:
+        return self._view()[np.asarray(rows, dtype=np.int64)]
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        start = len(self)
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return np.arange(start, len(self), dtype=np.int64)
+
+    def delete(self, rows: np.ndarray) -> None:
+        self._index.remove_ids(np.ascontiguousarray(rows, dtype=np.int64))
+
+    def describe(self) -> dict:
+        return {"backend": "faiss", "index": type(self._index).__name__, "rows": len(self), "dimension": self.dimension,
+                "exact": True}
+
+
 @dataclass
 class StoredIndex:
     """Everything a query needs, in memory. Row i of each table is the same chunk."""
@@ -95,9 +208,11 @@ class StoredIndex:
     articles: dict[str, Article]
     chunks: list[Chunk]
     embed_keys: list[str]  # content hash of the text each vector was computed from
-    vectors: faiss.Index
+    vectors: VectorStore
     lexical: LexicalIndex
     path: Path  # the concrete build folder everything was read from (never ``current``)
+    vocabulary: dict | None = None  # word counts of the live articles (``bot.names.Vocabulary.from_statistics``)
+    article_notes: list[dict] | None = None  # per article, in ``articles`` order (e.g. its acronyms)
 
     @property
     def build_id(self) -> str:
@@ -132,30 +247,25 @@ class StoredIndex:
         return self.created_at > other.created_at
 
     def search(self, query_vectors: np.ndarray, k: int, allowed_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k inner products (cosines) and row ids; -1 ids pad when k exceeds the size.
-
-        ``allowed_rows`` restricts the search (metadata filters) inside FAISS, so a filter
-        never empties a top-k that unfiltered neighbours crowded out.
-        """
-        k = max(1, min(k, self.vectors.ntotal))
-        queries = np.ascontiguousarray(query_vectors, dtype=np.float32)
-        if allowed_rows is None:
-            return self.vectors.search(queries, k)
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
-        return self.vectors.search(queries, k, params=faiss.SearchParameters(sel=selector))
+        """Top-k inner products (cosines) and row ids from the vector store (see ``VectorStore.search``)."""
+        return self.vectors.search(query_vectors, k, allowed_rows)
 
     def vectors_array(self) -> np.ndarray:
-        """All stored vectors (row i is chunk i), for reuse by an incremental build."""
-        if self.vectors.ntotal == 0:
-            return np.zeros((0, self.vectors.d), dtype=np.float32)
-        return self.vectors.reconstruct_n(0, self.vectors.ntotal)
+        """All stored vectors (row i is chunk i), a copy: for tests and tools, not for serving."""
+        return np.array(self.vectors.vectors_of(np.arange(len(self.vectors))), dtype=np.float32).reshape(-1, self.vectors.dimension)
 
 
-def new_flat_index(vectors: np.ndarray, dimension: int) -> faiss.Index:
-    index = faiss.IndexFlatIP(dimension)
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+def check_dimension(query_width: int, index_width: int, where) -> None:
+    """Refuse a query vector of another width than the index's (a model with another dimension)."""
+    if query_width != index_width:
+        raise IndexMismatchError(
+            f"the index in {where} holds {index_width}-dimensional vectors but the model gives {query_width}; "
+            "rebuild it with `python -m bot index --full`, or change EMBEDDING_MODEL back"
+        )
+
+
+def new_flat_index(vectors: np.ndarray, dimension: int) -> FaissStore:
+    return FaissStore.from_vectors(vectors, dimension)
 
 
 # -- finding the serving build ------------------------------------------------------------
@@ -327,61 +437,147 @@ def _manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def write_index(
+@dataclass
+class Segment:
+    """Rows one build adds, in order: an immutable folder ``segments/<name>/`` that later
+    builds share (hard links) instead of rewriting.
+
+    ``chunks``, ``embed_keys``, ``vectors`` and ``terms`` line up row for row (``terms[i]``:
+    the BM25 terms of chunk i); ``articles`` and ``article_notes`` line up article for article
+    (a note is a small JSON object the index keeps per article, e.g. its acronyms).
+    """
+
+    articles: list[Article]
+    chunks: list[Chunk]
+    embed_keys: list[str]
+    vectors: np.ndarray
+    terms: list[list[str]]
+    article_notes: list[dict]
+
+    def __post_init__(self):
+        if not len(self.chunks) == len(self.vectors) == len(self.embed_keys) == len(self.terms):
+            raise ValueError("chunks, keys, vectors and terms must line up row for row")
+        if len(self.articles) != len(self.article_notes):
+            raise ValueError("articles and their notes must line up")
+
+    @classmethod
+    def concatenate(cls, parts: list[Segment], dimension: int) -> Segment:
+        vectors = [p.vectors for p in parts if len(p.vectors)]
+        return cls(
+            [a for p in parts for a in p.articles],
+            [c for p in parts for c in p.chunks],
+            [k for p in parts for k in p.embed_keys],
+            np.concatenate(vectors) if vectors else np.zeros((0, dimension), np.float32),
+            [t for p in parts for t in p.terms],
+            [n for p in parts for n in p.article_notes],
+        )
+
+
+def segment_entry(name: str, segment: Segment) -> dict:
+    """A segment as the manifest lists it: its articles (in order), rows, and the articles
+    later builds removed or replaced (``dead``: their rows are skipped when loading;
+    ``live_rows`` counts the others)."""
+    rows = len(segment.chunks)
+    return {"name": name, "articles": [a.article_id for a in segment.articles], "rows": rows, "live_rows": rows, "dead": []}
+
+
+def _write_segment(folder: Path, segment: Segment) -> None:
+    folder.mkdir(parents=True)
+    with open(folder / "articles.jsonl", "w", encoding="utf-8") as out:
+        for article in segment.articles:
+            out.write(json.dumps(article.to_dict(), ensure_ascii=False) + "\n")
+    with open(folder / "notes.jsonl", "w", encoding="utf-8") as out:
+        for note in segment.article_notes:
+            out.write(json.dumps(note, ensure_ascii=False) + "\n")
+    with open(folder / "chunks.jsonl", "w", encoding="utf-8") as out:
+        for chunk, key in zip(segment.chunks, segment.embed_keys):
+            out.write(json.dumps({**chunk.to_dict(), "embed_key": key}, ensure_ascii=False) + "\n")
+    with open(folder / "terms.jsonl", "w", encoding="utf-8") as out:
+        for chunk, terms in zip(segment.chunks, segment.terms):  # the article id: dead rows are skipped unparsed
+            out.write(json.dumps([chunk.article_id, terms], ensure_ascii=False) + "\n")
+    np.save(folder / "vectors.npy", np.ascontiguousarray(segment.vectors, dtype=np.float32), allow_pickle=False)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Share an immutable file with the previous build (a copy where links are not possible).
+    No build ever writes into an existing file, so sharing is safe."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def write_build(
     index_dir: Path,
     manifest: dict,
-    articles: list[Article],
-    chunks: list[Chunk],
-    embed_keys: list[str],
-    vectors: np.ndarray,
-    lexical_texts: list[str],
+    *,
+    kept: list[dict],
+    previous: dict | None,
+    added: Segment | None,
+    lexical_terms: list[list[str]],
+    vocabulary: dict,
 ) -> Path:
-    """Write a complete build beside the old one, then swap ``current`` to it atomically.
+    """Write a build beside the old one, then swap ``current`` to it atomically.
 
-    ``lexical_texts[i]`` is what BM25 indexes for chunk i (the chunk, maybe with a header).
+    ``kept``: manifest entries of the segments of the build ``previous`` (its manifest) that
+    this build keeps, their ``dead`` lists updated; their files are hard-linked and their
+    checksums carried over, so an update costs what it adds. ``added``: the new segment.
+    ``lexical_terms[i]``: the BM25 terms of live row i (segments in order, dead rows skipped).
+    ``vocabulary``: the running word counts of the live articles (``bot.names``).
     Takes the build lock (re-entrant: ``build_index`` already holds it).
     """
-    if not len(chunks) == len(vectors) == len(embed_keys) == len(lexical_texts):
-        raise ValueError("chunks, keys and vectors must line up row for row")
     with build_lock(index_dir):
-        previous = current_path(index_dir)
+        serving = current_path(index_dir)
         build_id = f"{_BUILD_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         staging = index_dir / f".{build_id}.partial"
         staging.mkdir()
         try:
             seq = _latest_seq(index_dir) + 1
+            old_folder = index_dir / previous["build_id"] if previous else None
+            old_files = previous["files"] if kept else {}
+            files: dict[str, dict] = {}
+            segments = []
+            for entry in kept:
+                prefix = f"{SEGMENTS}/{entry['name']}/"
+                (staging / prefix).mkdir(parents=True)
+                for name, checksum in old_files.items():
+                    if name.startswith(prefix):
+                        _link_or_copy(old_folder / name, staging / name)
+                        files[name] = checksum
+                segments.append(entry)
+            written: list[Path] = []
+            if added is not None and added.chunks:
+                name = f"seg-{seq:06d}-{uuid.uuid4().hex[:8]}"
+                _write_segment(staging / SEGMENTS / name, added)
+                segments.append(segment_entry(name, added))
+                written.extend((staging / SEGMENTS / name).iterdir())
+            LexicalIndex.from_terms(lexical_terms).save(staging / "lexical")
+            (staging / VOCABULARY).write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
+            written.extend([*(staging / "lexical").iterdir(), staging / VOCABULARY])
+            # Hash what is on disk (not what we meant to write), and make it durable: a
+            # power cut after the rename must not leave a build whose files are empty.
+            for path in written:
+                _fsync(path)
+                sha, size = _sha256_file(path)
+                files[path.relative_to(staging).as_posix()] = {"sha256": sha, "bytes": size}
             manifest = {
                 **manifest,
                 "format_version": FORMAT_VERSION,
                 "build_id": build_id,
                 "build_seq": seq,
                 "created_at": time.time(),
+                "segments": segments,
+                "chunks_total": len(lexical_terms),
+                "articles_total": len(manifest.get("articles", {})),
+                "files": dict(sorted(files.items())),
             }
-            manifest["chunks_total"] = len(chunks)
-            manifest["articles_total"] = len(articles)
-            faiss.write_index(new_flat_index(vectors, int(manifest["dimension"])), str(staging / "vectors.faiss"))
-            with open(staging / "chunks.jsonl", "w", encoding="utf-8") as out:
-                for chunk, key in zip(chunks, embed_keys):
-                    out.write(json.dumps({**chunk.to_dict(), "embed_key": key}, ensure_ascii=False) + "\n")
-            with open(staging / "articles.jsonl", "w", encoding="utf-8") as out:
-                for article in articles:
-                    out.write(json.dumps(article.to_dict(), ensure_ascii=False) + "\n")
-            LexicalIndex.build(lexical_texts).save(staging / "lexical")
-            # Hash what is on disk (not what we meant to write), and make it durable: a
-            # power cut after the rename must not leave a build whose files are empty.
-            files = {}
-            for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-                _fsync(path)
-                sha, size = _sha256_file(path)
-                files[path.relative_to(staging).as_posix()] = {"sha256": sha, "bytes": size}
-            manifest["files"] = files
             manifest["manifest_sha256"] = _manifest_digest(manifest)
             # The manifest goes last: a folder without one is never taken for a build.
             with open(staging / MANIFEST, "w", encoding="utf-8") as out:
-                out.write(json.dumps(manifest, indent=2, ensure_ascii=False))
+                out.write(json.dumps(manifest, indent=1, ensure_ascii=False))
                 out.flush()
                 os.fsync(out.fileno())
-            for folder in (staging / "lexical", staging):
+            for folder in {p.parent for p in written} | {staging}:
                 _fsync(folder)
             final = index_dir / build_id
             os.rename(staging, final)
@@ -391,7 +587,7 @@ def write_index(
         _swap_current(index_dir, build_id)
         with contextlib.suppress(OSError):
             (index_dir / SEQ_FILE).write_text(f"{seq}\n")
-        _remove_old_builds(index_dir, keep={build_id} | ({previous.name} if previous else set()))
+        _remove_old_builds(index_dir, keep={build_id} | ({serving.name} if serving else set()))
         return final
 
 
@@ -503,7 +699,11 @@ class _Verifier:
             parts = Path(name).parts
             if Path(name).is_absolute() or ".." in parts or not isinstance(entry, dict):
                 raise self.fail(MANIFEST, f"has an invalid file entry {name!r}")
-        for name in _REQUIRED_FILES:
+        segments = manifest.get("segments")
+        if not isinstance(segments, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in segments):
+            raise self.fail(MANIFEST, "lists no valid segments")
+        required = [*_REQUIRED_FILES, *(f"{SEGMENTS}/{e['name']}/{n}" for e in segments for n in _SEGMENT_FILES)]
+        for name in required:
             if name not in files:
                 raise self.fail(MANIFEST, f"does not list {name}")
         return files
@@ -525,13 +725,8 @@ class _Verifier:
             raise self.fail(name, "does not match its sha256 checksum (changed, reordered or corrupted)")
 
 
-def load_index(index_dir: Path, expected: dict | None = None) -> StoredIndex:
-    """Load the serving build; ``expected`` manifest entries must match (model, chunking...).
-
-    ``current`` is resolved once: the manifest, the data and the returned ``path`` all come
-    from that one build folder, even if a rebuild swaps ``current`` meanwhile. Every file is
-    checked against its manifest checksum before it is used.
-    """
+def _open_build(index_dir: Path, expected: dict | None) -> tuple[Path, dict, _Verifier, dict[str, dict]]:
+    """The serving build's folder (``current`` resolved once), its checked manifest, and its files."""
     index_dir = Path(index_dir)
     folder = resolve_current(index_dir)
     if folder is None:
@@ -541,31 +736,123 @@ def load_index(index_dir: Path, expected: dict | None = None) -> StoredIndex:
     if expected:
         check_compatible(manifest, expected, index_dir)
     verifier = _Verifier(folder, index_dir)
-    files = verifier.check_manifest(manifest)
-    # Lexical files are read by bm25s itself: verify them first, then let it read them.
+    return folder, manifest, verifier, verifier.check_manifest(manifest)
+
+
+def verify_build(index_dir: Path, expected: dict | None = None) -> dict:
+    """The serving build's manifest once every file matches its checksum (raises like
+    ``load_index``); what an index run with nothing to do checks before saying so."""
+    _, manifest, verifier, files = _open_build(index_dir, expected)
     for name, entry in files.items():
-        if name not in ("vectors.faiss", "chunks.jsonl", "articles.jsonl"):
-            verifier.read(name, entry)
-    articles_bytes = verifier.read("articles.jsonl", files["articles.jsonl"])
-    chunks_bytes = verifier.read("chunks.jsonl", files["chunks.jsonl"])
-    vectors_bytes = verifier.read("vectors.faiss", files["vectors.faiss"])
+        verifier.read(name, entry)
+    return manifest
+
+
+def _segment_rows(data: dict[str, bytes], prefix: str, entry: dict, *, terms: bool) -> Segment:
+    """The live rows of one segment (articles the manifest marks dead skipped)."""
+    dead = set(entry.get("dead", ()))
+    articles, notes, keep_article = [], [], []
+    for line, note in zip(data[prefix + "articles.jsonl"].decode("utf-8").splitlines(),
+                          data[prefix + "notes.jsonl"].decode("utf-8").splitlines()):
+        article = Article.from_dict(json.loads(line))
+        keep_article.append(article.article_id not in dead)
+        if keep_article[-1]:
+            articles.append(article)
+            notes.append(json.loads(note))
+    chunks, keys, live = [], [], []
+    for row, line in enumerate(data[prefix + "chunks.jsonl"].decode("utf-8").splitlines()):
+        record = json.loads(line)
+        if record["article_id"] in dead:
+            continue
+        live.append(row)
+        keys.append(record.pop("embed_key"))
+        chunks.append(Chunk.from_dict(record))
+    vectors = np.load(io.BytesIO(data[prefix + "vectors.npy"]), allow_pickle=False)
+    if len(vectors) != entry["rows"] or len(keep_article) != len(entry["articles"]):
+        raise ValueError(f"segment {entry['name']} holds {len(vectors)} vectors and {len(keep_article)} articles, "
+                         f"the manifest says {entry['rows']} and {len(entry['articles'])}")
+    vectors = vectors[live] if len(live) != len(vectors) else vectors
+    row_terms = _live_terms(data[prefix + "terms.jsonl"], dead) if terms else [[]] * len(chunks)
+    return Segment(articles, chunks, keys, np.ascontiguousarray(vectors, dtype=np.float32), row_terms, notes)
+
+
+def _live_terms(raw: bytes, dead: set[str]) -> list[list[str]]:
+    terms = []
+    for line in raw.decode("utf-8").splitlines():
+        article_id, row_terms = json.loads(line)
+        if article_id not in dead:
+            terms.append(row_terms)
+    return terms
+
+
+def read_terms(index_dir: Path, manifest: dict, entries: list[dict]) -> list[list[str]]:
+    """The BM25 terms of the live rows of ``entries`` (segments of the build ``manifest``
+    describes, their ``dead`` lists as given), in row order, checked against the checksums."""
+    folder = Path(index_dir) / manifest["build_id"]
+    verifier = _Verifier(folder, Path(index_dir))
+    terms: list[list[str]] = []
     try:
-        articles = {}
-        for line in articles_bytes.decode("utf-8").splitlines():
-            article = Article.from_dict(json.loads(line))
-            articles[article.article_id] = article
-        chunks, keys = [], []
-        for line in chunks_bytes.decode("utf-8").splitlines():
-            record = json.loads(line)
-            keys.append(record.pop("embed_key"))
-            chunks.append(Chunk.from_dict(record))
-        vectors = faiss.deserialize_index(np.frombuffer(vectors_bytes, dtype=np.uint8))
+        for entry in entries:
+            name = f"{SEGMENTS}/{entry['name']}/terms.jsonl"
+            terms.extend(_live_terms(verifier.read(name, manifest["files"][name]), set(entry.get("dead", ()))))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
+    return terms
+
+
+def read_vocabulary(index_dir: Path, manifest: dict) -> dict:
+    """The word counts stored with the build ``manifest`` describes (checked)."""
+    folder = Path(index_dir) / manifest["build_id"]
+    data = _Verifier(folder, Path(index_dir)).read(VOCABULARY, manifest["files"][VOCABULARY])
+    return json.loads(data.decode("utf-8"))
+
+
+def read_segments(index_dir: Path, manifest: dict, entries: list[dict] | None = None, *, terms: bool = True) -> list[Segment]:
+    """The live rows of some segments of the build ``manifest`` describes (all by default),
+    checked against its checksums: what an incremental build reuses."""
+    folder = Path(index_dir) / manifest["build_id"]
+    verifier = _Verifier(folder, Path(index_dir))
+    files = manifest["files"]
+    segments = []
+    try:
+        for entry in manifest["segments"] if entries is None else entries:
+            prefix = f"{SEGMENTS}/{entry['name']}/"
+            names = [n for n in _SEGMENT_FILES if terms or n != "terms.jsonl"]
+            data = {prefix + n: verifier.read(prefix + n, files[prefix + n]) for n in names}
+            segments.append(_segment_rows(data, prefix, entry, terms=terms))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
+    return segments
+
+
+def load_index(index_dir: Path, expected: dict | None = None, vector_store=None) -> StoredIndex:
+    """Load the serving build; ``expected`` manifest entries must match (model, chunking...).
+
+    ``current`` is resolved once: the manifest, the data and the returned ``path`` all come
+    from that one build folder, even if a rebuild swaps ``current`` meanwhile. Every file is
+    checked against its manifest checksum before it is used. Rows are the segments' live
+    rows in manifest order: row i is FAISS id i and BM25 document i. ``vector_store``:
+    ``(vectors, dimension, build_id) -> VectorStore`` (default: the local FAISS store).
+    """
+    folder, manifest, verifier, files = _open_build(index_dir, expected)
+    # Lexical files are read by bm25s itself: verify them first, then let it read them.
+    data = {name: verifier.read(name, entry) for name, entry in files.items()}
+    try:
+        parts = []
+        for entry in manifest["segments"]:
+            prefix = f"{SEGMENTS}/{entry['name']}/"
+            parts.append(_segment_rows(data, prefix, entry, terms=False))
+        rows = Segment.concatenate(parts, int(manifest["dimension"]))
+        vocabulary = json.loads(data[VOCABULARY].decode("utf-8"))
+        make_store = vector_store or (lambda rows_vectors, dimension, _build: new_flat_index(rows_vectors, dimension))
+        vectors = make_store(rows.vectors, int(manifest["dimension"]), folder.name)
         lexical = LexicalIndex.load(folder / "lexical")
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
-    if not (vectors.ntotal == len(chunks) == lexical.size):
+    if not (len(vectors) == len(rows.chunks) == lexical.size):
         raise IndexCorruptError(
-            f"the index in {folder} is inconsistent ({vectors.ntotal} vectors, {len(chunks)} chunks, "
+            f"the index in {folder} is inconsistent ({len(vectors)} vectors, {len(rows.chunks)} chunks, "
             f"{lexical.size} lexical documents); {_REBUILD}"
         )
-    return StoredIndex(manifest, articles, chunks, keys, vectors, lexical, folder)
+    articles = {a.article_id: a for a in rows.articles}
+    return StoredIndex(manifest, articles, rows.chunks, rows.embed_keys, vectors, lexical, folder, vocabulary, rows.article_notes)

@@ -31,8 +31,8 @@ def workdir(tmp_path_factory):
 
 
 def _articles(root) -> dict:
-    path = root / "index" / "current" / "articles.jsonl"
-    return {a["article_id"]: a for a in map(json.loads, path.read_text().splitlines())}
+    lines = [line for path in sorted((root / "index" / "current").glob("segments/*/articles.jsonl")) for line in path.read_text().splitlines()]
+    return {a["article_id"]: a for a in map(json.loads, lines)}
 
 
 def test_index_json_reports_what_it_did(workdir):
@@ -136,8 +136,13 @@ def test_index_reports_bad_files_and_strict_fails(tmp_path):
 
 def test_index_with_another_model_is_refused_at_ask_time(workdir, tmp_path):
     root, _ = workdir
+    # The index is read before the model is loaded: the mismatch is named without importing torch.
     result = run_bot("ask", "x", "--model", "/nonexistent/model", cwd=root)
-    assert result.returncode == 2 and "cannot load embedding model" in result.stderr
+    assert result.returncode == 2 and "/nonexistent/model" in result.stderr and "all-MiniLM-L6-v2" in result.stderr
+    assert "python -m bot index --full" in result.stderr and "Traceback" not in result.stderr
+    copy_seed_corpus(tmp_path / "corpus")
+    building = run_bot("index", "--model", "/nonexistent/model", cwd=tmp_path)
+    assert building.returncode == 2 and "cannot load embedding model" in building.stderr
 
 
 def test_run_without_token_explains_where_to_put_it(tmp_path):
@@ -174,7 +179,7 @@ def test_log_level_set_in_env_or_dotenv_applies_to_console_commands(workdir, tmp
     quiet = run_bot("sources", cwd=root, env={"LOG_LEVEL": ""})
     assert quiet.returncode == 0 and quiet.stderr == ""  # unset: console commands show warnings only
     info = run_bot("sources", cwd=root, env={"LOG_LEVEL": "INFO"})
-    assert info.returncode == 0 and "INFO bot.embedding: loading embedding model" in info.stderr
+    assert info.returncode == 0 and "INFO bot.service: serving index" in info.stderr
     # .env in the working directory, as a user configures it; the environment does not set it
     (tmp_path / ".env").write_text(f"LOG_LEVEL=debug\nCORPUS_DIR={root / 'corpus'}\nINDEX_DIR={root / 'index'}\n")
     environment = {k: v for k, v in os.environ.items() if k not in ("LOG_LEVEL", "CORPUS_DIR", "INDEX_DIR", "TELEGRAM_BOT_TOKEN")}
@@ -183,7 +188,7 @@ def test_log_level_set_in_env_or_dotenv_applies_to_console_commands(workdir, tmp
         [sys.executable, "-m", "bot", "sources"], cwd=tmp_path, capture_output=True, text=True, env=environment, timeout=300
     )
     assert dotenv.returncode == 0, dotenv.stderr
-    assert "INFO bot.embedding: loading embedding model" in dotenv.stderr
+    assert "INFO bot.service: serving index" in dotenv.stderr
     assert "bm25s" not in dotenv.stderr  # library chatter only with -v
     bad = run_bot("sources", cwd=root, env={"LOG_LEVEL": "LOUD"})
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "LOG_LEVEL" in bad.stderr

@@ -86,3 +86,10 @@ def test_cli_honours_an_explicit_log_level_and_keeps_the_console_quiet_otherwise
     assert log_level(info, verbose=False, serves_telegram=False) == logging.INFO
     assert log_level(Settings(log_level="ERROR"), verbose=False, serves_telegram=True) == logging.ERROR
     assert log_level(unset, verbose=True, serves_telegram=False) == logging.DEBUG
+
+
+def test_vector_store_is_faiss_or_qdrant():
+    assert Settings.from_mapping({}).vector_store == "faiss"
+    assert Settings.from_mapping({"VECTOR_STORE": "qdrant", "QDRANT_LOCATION": ":memory:"}).qdrant_location == ":memory:"
+    with pytest.raises(ConfigError, match="VECTOR_STORE"):
+        Settings.from_mapping({"VECTOR_STORE": "pinecone"})

@@ -154,7 +154,7 @@ def test_crash_mid_build_leaves_the_previous_index_serving(built, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(store.LexicalIndex, "build", explode)
+    monkeypatch.setattr(store.LexicalIndex, "from_terms", explode)
     with pytest.raises(RuntimeError, match="simulated"):
         build_index(settings, FakeEmbedder(), progress=False)
     monkeypatch.undo()
@@ -193,3 +193,38 @@ def test_token_counts_are_remembered_but_never_lost_to_the_cache_limit(real_embe
     texts = ["", "one", "two words", "three small words", "four words here now", "one"]
     assert real_embedder.count_tokens(texts) == [0, 1, 2, 3, 4, 1]
     assert len(real_embedder._counts) <= 3
+
+
+def test_a_query_vector_of_another_width_is_refused_with_what_to_run(built):
+    settings, _ = built
+    index = load_index(settings.index_dir)
+    with pytest.raises(IndexMismatchError, match="python -m bot index --full"):
+        index.search(np.ones((1, 32), dtype=np.float32), 3)
+
+
+def test_the_faiss_store_seam_agrees_with_numpy_and_adds_and_deletes_rows():
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    query = vectors[5] + 0.1
+    faiss_store = store.FaissStore.from_vectors(vectors[:200], 16)
+    assert np.allclose(faiss_store.cosines(query), vectors[:200] @ query, atol=1e-5)
+    assert np.array_equal(faiss_store.vectors_of([7, 3]), vectors[[7, 3]])
+    assert list(faiss_store.add(vectors[200:])) == list(range(200, 300))
+    faiss_store.delete(np.array([0, 10]))
+    remaining = np.delete(vectors, [0, 10], axis=0)
+    assert len(faiss_store) == 298 and np.allclose(faiss_store.cosines(query), remaining @ query, atol=1e-5)
+    _, ids = faiss_store.search(query[None, :], 5)
+    assert list(ids[0]) == list(np.argsort(-(remaining @ query))[:5])
+    assert faiss_store.describe() == {"backend": "faiss", "index": "IndexFlatIP", "rows": 298, "dimension": 16, "exact": True}
+
+
+def test_the_retriever_holds_no_copy_of_the_vectors(built, fake_embedder):
+    from bot.retrieval import Retriever
+
+    settings, _ = built
+    index = load_index(settings.index_dir)
+    retriever = Retriever(index, fake_embedder)
+    shape = (len(index.chunks), 64)
+    assert not [name for name, value in vars(retriever).items() if isinstance(value, np.ndarray) and value.shape == shape]
+    assert retriever.search("topic1 item3", 3)  # and it still searches, through the store

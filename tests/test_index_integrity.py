@@ -41,6 +41,12 @@ def _build_dir(settings):
     return (settings.index_dir / "current").resolve()
 
 
+def _segment_file(settings, name: str) -> str:
+    """The build-relative path of a file of the build's first (largest) segment."""
+    manifest = json.loads((_build_dir(settings) / "manifest.json").read_text())
+    return f"segments/{manifest['segments'][0]['name']}/{name}"
+
+
 def _refused(settings, *fragments):
     """load_index must refuse, with a message naming the build, each fragment and the fix."""
     build = _build_dir(settings).name
@@ -64,36 +70,41 @@ def test_manifest_lists_every_file_of_the_build_with_its_sha256(built):
     manifest = json.loads((folder / "manifest.json").read_text())
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
-    assert {"vectors.faiss", "chunks.jsonl", "articles.jsonl", "lexical/size.txt"} <= on_disk
+    segment = {_segment_file(built, n) for n in ("vectors.npy", "chunks.jsonl", "articles.jsonl", "terms.jsonl", "notes.jsonl")}
+    assert segment | {"lexical/size.txt", "vocabulary.json"} <= on_disk
     for name, entry in manifest["files"].items():
         data = (folder / name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 def test_reordered_chunks_are_refused_and_the_message_names_the_file(built):
-    path = _build_dir(built) / "chunks.jsonl"
+    name = _segment_file(built, "chunks.jsonl")
+    path = _build_dir(built) / name
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(reversed(lines)))  # same bytes, same count: only the order is wrong
-    _refused(built, "chunks.jsonl", "checksum")
+    _refused(built, name, "checksum")
 
 
-def test_a_flipped_byte_in_the_faiss_file_is_refused(built):
-    path = _build_dir(built) / "vectors.faiss"
+def test_a_flipped_byte_in_the_vectors_file_is_refused(built):
+    name = _segment_file(built, "vectors.npy")
+    path = _build_dir(built) / name
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x40  # inside the vector data: FAISS itself would load it happily
+    data[len(data) // 2] ^= 0x40  # inside the vector data: numpy itself would load it happily
     path.write_bytes(bytes(data))
-    _refused(built, "vectors.faiss")
+    _refused(built, name)
 
 
-def test_a_truncated_faiss_file_is_refused(built):
-    path = _build_dir(built) / "vectors.faiss"
+def test_a_truncated_vectors_file_is_refused(built):
+    name = _segment_file(built, "vectors.npy")
+    path = _build_dir(built) / name
     path.write_bytes(path.read_bytes()[:-100])
-    _refused(built, "vectors.faiss", "truncated")
+    _refused(built, name, "truncated")
 
 
-@pytest.mark.parametrize("name", ["chunks.jsonl", "vectors.faiss", "lexical/document_frequency.json"])
+@pytest.mark.parametrize("name", ["chunks.jsonl", "vectors.npy", "terms.jsonl", "lexical/document_frequency.json", "vocabulary.json"])
 def test_a_missing_file_is_refused(built, name):
     # lexical/document_frequency.json is the nasty one: without it BM25 loads with no idf.
+    name = name if "/" in name or name == "vocabulary.json" else _segment_file(built, name)
     (_build_dir(built) / name).unlink()
     _refused(built, name, "missing")
 
@@ -177,7 +188,7 @@ def test_load_reads_one_build_even_if_current_is_swapped_during_load(built, monk
     assert index.path == first and index.build_id == first.name
     assert len(index.articles) == index.manifest["articles_total"] == 3 and "new.md" not in index.articles
     assert set(index.articles) == set(index.manifest["articles"])
-    on_disk = [json.loads(line)["embed_key"] for line in (first / "chunks.jsonl").read_text().splitlines()]
+    on_disk = [json.loads(line)["embed_key"] for line in (first / _segment_file(built, "chunks.jsonl")).read_text().splitlines()]
     assert index.embed_keys == on_disk and index.vectors.ntotal == len(on_disk) == index.manifest["chunks_total"]
 
 
@@ -234,7 +245,7 @@ _KILLED_BUILD = textwrap.dedent(
         print("writing", flush=True)
         time.sleep(120)
 
-    store.LexicalIndex.build = staticmethod(hang)
+    store.LexicalIndex.from_terms = staticmethod(hang)
     root = Path(sys.argv[1])
     build_index(make_settings(root, root / "corpus", CHUNK_TOKENS="40", CHUNK_OVERLAP_TOKENS="5"), FakeEmbedder(), progress=False)
     """
@@ -302,11 +313,11 @@ def test_two_concurrent_builds_are_serialized(settings, caplog):
     assert waiting and still_running, "the second build did not wait for the first"
     first, later = results[1], results[2]
     assert not isinstance(first, BaseException) and not isinstance(later, BaseException), results
-    # The second build started from the first one's result instead of embedding everything again.
+    # The second build started from the first one's result: nothing left to do, nothing written.
     assert first.full and first.chunks_embedded == first.chunks_total > 0
     assert later.chunks_embedded == 0 and second.embedded_texts == [] and later.chunks_reused == first.chunks_total
     index = load_index(settings.index_dir)
-    assert index.build_seq == 2 and str(index.path) == later.index_path
+    assert index.build_seq == 1 and str(index.path) == later.index_path == first.index_path
     assert not list(settings.index_dir.glob(".*partial"))
 
 
@@ -354,7 +365,7 @@ def test_a_running_answerer_keeps_its_index_when_a_rebuilt_one_is_damaged(built,
     serving = answerer.build_id
     write_article(built.corpus_dir, "new.md", "Article new", "A new article about topic9 and more.", source="Wire")
     build_index(built, FakeEmbedder(), progress=False)
-    chunks = _build_dir(built) / "chunks.jsonl"
+    chunks = _build_dir(built) / _segment_file(built, "chunks.jsonl")
     lines = chunks.read_text().splitlines()
     chunks.write_text("\n".join(reversed(lines)) + "\n")
     with pytest.raises(IndexCorruptError):

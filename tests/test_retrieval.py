@@ -413,7 +413,7 @@ def test_chunk_scores_break_ties_between_sentences_with_the_same_words(tmp_path)
     assert _sentences_of(index.articles[article_id].text[by_words.start : by_words.end]) == [_LONG_ARTICLE[3]]
     ranked = np.zeros(len(index.chunks))
     ranked[rows[4]] = 1.0  # the ranking prefers the chunk of the operator's sentence
-    (with_prior,) = retriever._fit_passages([found_by_first_chunk], weights, 1, ranked)
+    (with_prior,) = retriever._fit_passages([found_by_first_chunk], weights, 1, ranked.__getitem__)  # row scores by rows
     assert _sentences_of(index.articles[article_id].text[with_prior.start : with_prior.end]) == [_LONG_ARTICLE[4]]
 
 
@@ -542,3 +542,20 @@ def test_run_eval_reports_missing_benchmark(tmp_path):
     args = Namespace(suite="multihop", split="dev", json=False, benchmark_dir=tmp_path / "nowhere", limit=None, index=None, corpus=None)
     with pytest.raises(BotError, match="not found"):
         run_eval(args, make_settings(tmp_path))
+
+
+def test_candidates_are_each_sides_best_and_the_rows_the_question_names(fake_retriever):
+    """Fusion runs over candidates, not every row: each side's best rows, plus the rows of the
+    outlets and dates the question names (a boost must be able to lift them)."""
+    index, embedder = fake_retriever
+    retriever = Retriever(index, embedder, RetrievalParams(candidate_pool=1))
+    farm_rows = {row for row, c in enumerate(index.chunks) if index.articles[c.article_id].source == "Farm Weekly"}
+    dated_rows = {row for row, c in enumerate(index.chunks) if index.articles[c.article_id].date == "2023-11-20"}
+    scored = retriever.score("What did Farm Weekly say about the harbour bridge?")
+    assert farm_rows <= set(scored) and len(scored) < len(index.chunks)
+    assert dated_rows <= set(retriever.score("What happened on 20 November 2023?"))
+    everything = Retriever(index, embedder, RetrievalParams(candidate_pool=10_000))
+    question = "harbour bridge tolls in November"
+    assert retriever.score(question).keys() <= everything.score(question).keys()
+    for row, (fused, dense, lexical) in retriever.score(question).items():  # the same scores, wherever fused
+        assert everything.score(question)[row] == pytest.approx((fused, dense, lexical), abs=1e-6)

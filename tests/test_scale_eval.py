@@ -1,0 +1,25 @@
+"""``eval scale`` measures what it says on a small synthetic archive (speed itself is the
+benchmark's to report, never asserted here)."""
+
+from __future__ import annotations
+
+import json
+
+from bot.config import Settings
+from bot.scale_eval import HASHING_MODEL, HashingEmbedder, _synthetic_corpus, format_scale, measure_size
+from tests.helpers import MULTIHOP_DIR
+
+
+def test_one_size_is_built_updated_loaded_and_answered(tmp_path):
+    benchmark = json.loads((MULTIHOP_DIR / "corpus_train.json").read_text(encoding="utf-8"))[:20]
+    articles = _synthetic_corpus(benchmark, 250, tmp_path / "corpus")
+    settings = Settings.from_mapping({}).with_overrides(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index",
+                                                        embedding_model=HASHING_MODEL)
+    row = measure_size("small", settings, HashingEmbedder, ["Who reported on the benchmark?", "What did Amazon sell?"], build_full=True)
+    assert articles == 20
+    assert row["noop_loaded_model"] is False  # the no-op update never touched the model
+    assert row["chunks"] > 100 and row["add_one_embed_s"] >= 0 and row["load_s"] > 0 and row["rss_mb"] > 0
+    assert row["recall_at_10"] == 1.0 and row["store"] == "IndexFlatIP"  # exact search agrees with numpy
+    assert 0 < row["answer_p50_ms"] <= row["answer_p95_ms"]
+    table = format_scale({"rows": [row], "questions": 2})
+    assert "small" in table and "recall@10" in table
