@@ -4,7 +4,7 @@
   impossible dates, an oversized file, binary and non-UTF-8 files and a named pipe beside
   good articles; each hostile file must be reported by path, and the good ones indexed;
 * corrupt index kinds: copies of a good build damaged one way each (lines of chunks.jsonl
-  reordered, a flipped byte in the FAISS file, a truncated one, a missing file, manifest
+  reordered, a flipped byte in the vectors file, a truncated one, a missing file, manifest
   garbage, an edited manifest, a ``current`` symlink loop); each must be refused on load;
 * Telegram faults: 20 users ask at once through ``bot.faultproxy.FaultProxy`` (17 faults on
   sendMessage: HTTP 500s, dropped connections, delayed answers) in front of the tests' Bot
@@ -99,25 +99,32 @@ def check_hostile_files(work: Path, settings: Settings, embedder) -> dict:
     }
 
 
+def _segment_file(build: Path, name: str) -> Path:
+    """A file of the build's first segment (where the rows live since index format 3)."""
+    manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    return build / "segments" / manifest["segments"][0]["name"] / name
+
+
 def _reorder_chunks(build: Path) -> None:
-    lines = (build / "chunks.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
-    (build / "chunks.jsonl").write_text("".join(lines[1:] + lines[:1]), encoding="utf-8")
+    path = _segment_file(build, "chunks.jsonl")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[1:] + lines[:1]), encoding="utf-8")
 
 
-def _flip_faiss_byte(build: Path) -> None:
-    path = next(build.glob("*.faiss"))
+def _flip_vectors_byte(build: Path) -> None:
+    path = _segment_file(build, "vectors.npy")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
-def _truncate_faiss(build: Path) -> None:
-    path = next(build.glob("*.faiss"))
+def _truncate_vectors(build: Path) -> None:
+    path = _segment_file(build, "vectors.npy")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def _remove_chunks(build: Path) -> None:
-    (build / "chunks.jsonl").unlink()
+    _segment_file(build, "chunks.jsonl").unlink()
 
 
 def _garbage_manifest(build: Path) -> None:
@@ -134,8 +141,8 @@ def _edit_manifest(build: Path) -> None:
 
 CORRUPTIONS = {
     "chunks.jsonl lines reordered": _reorder_chunks,
-    "a flipped byte in the FAISS file": _flip_faiss_byte,
-    "a truncated FAISS file": _truncate_faiss,
+    "a flipped byte in the vectors file": _flip_vectors_byte,
+    "a truncated vectors file": _truncate_vectors,
     "chunks.jsonl missing": _remove_chunks,
     "manifest garbage": _garbage_manifest,
     "an edited manifest": _edit_manifest,

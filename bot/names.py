@@ -173,7 +173,7 @@ class Vocabulary:
         )  # fmt: skip
         self._name_set = frozenset(self.names)
         # Acronyms the corpus only ever writes in capitals ("pti" typed is "PTI"); short, so not names above
-        self._capitals = frozenset(w for w, f in forms.items() if len(w) >= 3 and counts[w] >= 2 and all(form.isupper() for form in f))
+        self._capitals = frozenset(w for w, f in statistics["forms"].items() if len(w) >= 3 and counts[w] >= 2 and all(form.isupper() for form in f))
         self._by_key: dict[str, list[str]] = defaultdict(list)
         self._by_skeleton: dict[str, list[str]] = defaultdict(list)
         for name in self.names:
