@@ -408,7 +408,22 @@ def _entity_to_replace(question: str, other: str) -> str | None:
     if not names:
         return None
     shape = _shape(re.sub(r"^the\s+", "", other, flags=re.IGNORECASE))
-    same = [n for n in names if _shape(n) == shape or {_shape(n), shape} <= {"person", "word"}] or names
+
+    def shape_in_question(name: str) -> str:
+        # "the Bahadurabad group": a name before "group", "party"... names an organisation
+        after = re.search(rf"{re.escape(name)}\s+(\w+)", question)
+        if _shape(name) in ("word", "person") and after and after.group(1).lower() in _ORGANISATION_WORDS:
+            return "organisation"
+        return _shape(name)
+
+    same = [n for n in names if shape_in_question(n) == shape or {shape_in_question(n), shape} <= {"person", "word"}]
+    if not same:
+        # Nothing of its shape: the subject may still give way ("When did the PSP merge ...?" and
+        # "Farooq Sattar?"), but not a name that only says which group ("Who leads the
+        # Bahadurabad group?" and "Farooq Sattar?" is not "Who leads Farooq Sattar group?").
+        same = [n for n in names if not re.search(rf"{re.escape(n)}\s+(?:{'|'.join(_ORGANISATION_WORDS)})\b", question, re.IGNORECASE)]
+        if not same:
+            return None
     # The subject stands after the auxiliary: "How many NA seats did PTI win ..." swaps PTI.
     subject = [n for n in same if re.search(rf"\b(?:did|does|do|was|is|were|are|has|have|had|will|would|can)\s+(?:the\s+)?{re.escape(n)}", question)]
     return (subject or same)[0]

@@ -173,3 +173,13 @@ def test_a_translated_word_salad_swaps_only_the_acronym():
     salad = Turn("How many 2018 PTI Karachi NA seats won?", None)
     resolved = resolve("And MQM-P?", salad)
     assert resolved.question == "How many 2018 MQM-P Karachi NA seats won?" and resolved.focus == "MQM-P"
+
+
+def test_a_name_that_only_says_which_group_is_not_swapped_for_a_person():
+    leader = Turn("Who leads the Bahadurabad group?", None)
+    resolved = resolve("and Farooq Sattar?", leader)
+    assert resolved.question == "Who leads the Bahadurabad group: Farooq Sattar?" and resolved.focus == "Farooq Sattar"
+    # ... while a subject of another shape still gives way
+    assert resolve("and what about Farooq Sattar?", Turn("When did the PSP merge into the MQM-P?", None)).question == (
+        "When did Farooq Sattar merge into the MQM-P?"
+    )
