@@ -174,6 +174,12 @@ def run_eval(args, settings: Settings) -> int:
         )
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_load(report))
         return 0
+    if suite == "stories":
+        from bot.evaluation_stories import eval_stories, format_stories
+
+        report = eval_stories(settings, benchmark_dir=getattr(args, "benchmark_dir", None), index_dir=getattr(args, "index", None))
+        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_stories(report))
+        return 0
     if suite == "update":
         from bot.evaluation_intake import eval_update, format_update
 

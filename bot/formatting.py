@@ -75,6 +75,22 @@ def grouped_sources(passages) -> list[tuple[list[int], Article]]:
     return list(groups.values())
 
 
+ALSO_REPORTED = "Also reported by"
+
+
+def reporter_name(article: Article) -> str:
+    """How an "also reported by" line names an article: its outlet, else its title."""
+    return article.source or article.title
+
+
+def also_reported_text(answer: Answer) -> str | None:
+    """``Also reported by Dawn (https://...), The News``: other outlets' reports of a quoted story."""
+    if not answer.also_reported:
+        return None
+    names = [f"{reporter_name(a)} ({a.url})" if a.url else reporter_name(a) for a in answer.also_reported]
+    return f"{ALSO_REPORTED} {', '.join(names)}"
+
+
 def answer_to_text(answer: Answer, *, lead: bool = True) -> str:
     """``lead=False``: a page of "more", its passages whatever the not-found decision said."""
     if not lead:
@@ -93,6 +109,9 @@ def answer_to_text(answer: Answer, *, lead: bool = True) -> str:
     lines.append("Sources")
     for ranks, article in grouped_sources(answer.passages):
         lines.append(f"{''.join(f'[{r}]' for r in ranks)} {' · '.join(citation_parts(article))}")
+    also = also_reported_text(answer)
+    if also:
+        lines.append(also)
     return "\n".join(lines)
 
 
@@ -122,6 +141,10 @@ def answer_to_dict(answer: Answer) -> dict:
         "answer": answer_summary(answer),
         "passages": [passage_to_dict(p) for p in answer.passages] if answer.found else [],
     }
+    if answer.found and answer.also_reported:
+        data["also_reported"] = [
+            {"article_id": a.article_id, "title": a.title, "source": a.source, "date": a.date, "url": a.url} for a in answer.also_reported
+        ]
     if answer.filters:
         data["filters"] = answer.filters
     for key in ("coverage_note", "context_note"):

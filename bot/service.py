@@ -25,6 +25,7 @@ from bot.language import ENGLISH, not_understood_reply, understand
 from bot.names import Vocabulary, expand_names, name_words
 from bot.retrieval import Filters, RetrievalParams, Retriever
 from bot.store import StoredIndex, current_build_id, load_index
+from bot.stories import NO_STORIES, Stories, fold_passages, stories_of_index
 from bot.types import Answer, Article, Hit
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class _Serving:
     retriever: Retriever
     vocabulary: Vocabulary = field(compare=False)
     synonyms: list = field(compare=False)  # the corpus's acronyms as (key, expansion keys), for the composer
+    stories: Stories = field(compare=False, default=NO_STORIES)  # articles reporting one story (bot.stories)
 
 
 def vector_store_for(settings: Settings):
@@ -64,6 +66,16 @@ def vector_store_for(settings: Settings):
 def quoted_spans(answer: Answer) -> tuple[tuple[str, int, int], ...]:
     """Where each quote of an answer stands: what "more" must not quote again."""
     return tuple((p.article.article_id, p.start, p.end) for p in answer.passages)
+
+
+def also_reported(answer: Answer, stories: Stories) -> Answer:
+    """One quote per story: passages from other outlets' reports of a quoted story are named
+    ("also reported by") instead of quoting the same facts twice."""
+    passages, also, ranks = fold_passages(answer.passages, stories, answer.best_passage_rank)
+    if not also:
+        return answer
+    best = ranks.get(answer.best_passage_rank, answer.best_passage_rank) if answer.best_passage_rank else None
+    return replace(answer, passages=tuple(passages), also_reported=tuple(also), best_passage_rank=best)
 
 
 def corpus_vocabulary(index: StoredIndex) -> Vocabulary:
@@ -125,7 +137,8 @@ class QuestionAnswerer:
         if not self._lazy_model and isinstance(self.embedder, LazyEmbedder):
             self.embedder.load()  # a bot loads its model at start-up, not at its first question
         vocabulary = corpus_vocabulary(index)
-        serving = _Serving(index, Retriever(index, self.embedder, self.retrieval_params), vocabulary, acronym_keys(vocabulary.acronyms))
+        serving = _Serving(index, Retriever(index, self.embedder, self.retrieval_params), vocabulary, acronym_keys(vocabulary.acronyms),
+                           stories_of_index(index))
         with self._swap_lock:
             if self._serving is not None and not index.supersedes(self._serving.index):
                 log.info("loaded %s but %s is newer; keeping it", index.build_id, self._serving.index.build_id)
@@ -273,6 +286,7 @@ class QuestionAnswerer:
             synonyms=serving.synonyms,
         )
         answer = replace(answer, question=question, language=understood.language, unknown_names=unknown)
+        answer = also_reported(answer, serving.stories)
         if unknown and answer.found and offset == 0:
             # A question about someone or something no article mentions is not answered by
             # quotes about something else ("the Green Line fares", "پنجاب").

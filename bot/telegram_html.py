@@ -15,7 +15,7 @@ import html
 import re
 from dataclasses import dataclass
 
-from bot.formatting import citation_parts, grouped_sources, not_found_text
+from bot.formatting import ALSO_REPORTED, citation_parts, grouped_sources, not_found_text, reporter_name
 from bot.language import Understood, not_understood_reply
 from bot.types import Answer, Article, Passage
 
@@ -146,7 +146,20 @@ def answer_blocks(answer: Answer, *, lead: bool = True) -> list[Block]:
     blocks.append(Block("<b>Sources</b>", raw=True))
     for ranks, article in grouped_sources(answer.passages):
         blocks.append(Block(article_line(ranks, article), raw=True))
+    if answer.also_reported:
+        blocks.append(Block(also_reported_line(answer.also_reported), raw=True))
     return blocks
+
+
+def also_reported_line(articles) -> str:
+    """``Also reported by <a>Dawn</a>, <a>The News</a>``, escaped, each name linked when its URL is known."""
+    names = []
+    for article in articles:
+        name = escape(_clip(reporter_name(article), TITLE_LIMIT))
+        if article.url and article.url.startswith(("http://", "https://")):
+            name = f'<a href="{escape(article.url)}">{name}</a>'
+        names.append(name)
+    return f"{ALSO_REPORTED} " + ", ".join(names)
 
 
 def render_answer(answer: Answer, *, lead: bool = True) -> list[str]:

@@ -102,3 +102,5 @@ class Answer:
     confidence: float | None = None  # what the not-found decision read (see AnswerComposer.confidence)
     # The lead as shown, with the year made explicit ("Earlier in January [2023], ..."), when it differs
     lead_dated: str | None = None
+    # Articles of the same story as a quoted one (other outlets), named instead of quoted again
+    also_reported: tuple[Article, ...] = ()
