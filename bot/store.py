@@ -287,6 +287,15 @@ def build_graph(vectors: np.ndarray, graph: faiss.Index | None = None) -> faiss.
     return graph
 
 
+def recall_probes(vectors: np.ndarray, count: int = RECALL_QUERIES, seed: int = 0) -> np.ndarray:
+    """``count`` unit queries, each the normalized sum of two stored vectors (a seeded sample)."""
+    rng = np.random.default_rng(seed)
+    count = min(count, len(vectors))
+    probes = vectors[rng.choice(len(vectors), size=count, replace=False)] + vectors[rng.choice(len(vectors), size=count)]
+    probes /= np.maximum(np.linalg.norm(probes, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(probes, dtype=np.float32)
+
+
 def graph_recall(graph: faiss.Index, queries: int = RECALL_QUERIES, seed: int = 0) -> tuple[int, float]:
     """(efSearch, recall@10): the smallest ``HNSW_EF_SEARCH`` whose top 10 reaches ``RECALL_TARGET``
     against exact search on ``queries`` probes: each the normalized sum of two stored vectors
@@ -297,11 +306,7 @@ def graph_recall(graph: faiss.Index, queries: int = RECALL_QUERIES, seed: int = 
     10th (the same text in two articles) are as right as the one exact search happened to list.
     """
     vectors = _vector_view(graph)
-    rng = np.random.default_rng(seed)
-    count = min(queries, len(vectors))
-    sample = vectors[rng.choice(len(vectors), size=count, replace=False)] + vectors[rng.choice(len(vectors), size=count)]
-    sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
-    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    sample = recall_probes(vectors, queries, seed)
     k = min(10, len(vectors))
     tenth = np.empty(len(sample), dtype=np.float32)
     for start in range(0, len(sample), 20):  # 20 x rows products at a time: bounded memory at 1M rows

@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.errors import IndexCorruptError
 from bot.indexing import build_index
 from bot.scale_eval import HASHING_MODEL, HashingEmbedder, _synthetic_corpus
-from bot.store import APPROXIMATE_FILE, FaissStore, build_graph, graph_recall, load_index
+from bot.store import APPROXIMATE_FILE, FaissStore, build_graph, graph_recall, load_index, recall_probes
 from tests.helpers import MULTIHOP_DIR
 
 
@@ -94,6 +94,16 @@ def test_the_graph_reaches_the_recall_target_on_random_vectors_and_filters_still
             scores, found = searched.search(queries, 10, allowed)
             assert np.isin(found, allowed).all()  # a full top 10, every row allowed
             assert _recall_at_10(found, queries, vectors, allowed) >= 0.95
+
+
+def test_recall_is_measured_with_probes_close_to_no_stored_row():
+    # A stored vector used as its own query finds itself: on the eval's 100k archive that
+    # measured recall 1.000 at efSearch 16 where real questions got 0.495.
+    vectors = _unit(500, seed=5)
+    probes = recall_probes(vectors)
+    assert len(probes) == 200
+    np.testing.assert_allclose(np.linalg.norm(probes, axis=1), 1.0, atol=1e-5)
+    assert (probes @ vectors.T).max(axis=1).max() < 0.9
 
 
 def test_adding_an_article_extends_the_graph_and_removing_one_rebuilds_it(built, tmp_path):
