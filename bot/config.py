@@ -117,6 +117,10 @@ class Settings:
     question_retention_days: int = 30  # answers and votes (question text) are deleted after this
     vector_store: str = "faiss"  # or "qdrant" (see .env.example)
     qdrant_location: str = ""  # URL, folder or ":memory:"; empty: <index_dir>/qdrant
+    # Above this many rows a build stores an HNSW graph and the FAISS store searches it instead
+    # of scanning every row. Measured on two cores (a searched text takes 1,000 rows): exact
+    # search 61 ms at 100k rows, 111 ms at 200k; the graph 8 ms at 100k, built in 19-36 s once.
+    approximate_above: int = 100_000
 
     # env key -> (field name, parser)
     _KEYS = {
@@ -161,6 +165,7 @@ class Settings:
         "QUESTION_RETENTION_DAYS": ("question_retention_days", int),
         "VECTOR_STORE": ("vector_store", str),
         "QDRANT_LOCATION": ("qdrant_location", str),
+        "APPROXIMATE_ABOVE": ("approximate_above", int),
     }
 
     @classmethod
@@ -215,6 +220,8 @@ class Settings:
             raise ConfigError("BUSY_NOTICE_SECONDS and SHUTDOWN_GRACE_SECONDS must not be negative")
         if self.fetch_timeout_seconds <= 0 or self.fetch_max_bytes < 1 or self.host_requests_per_minute < 1:
             raise ConfigError("FETCH_TIMEOUT_SECONDS, FETCH_MAX_BYTES and HOST_REQUESTS_PER_MINUTE must be positive")
+        if self.approximate_above < 0:
+            raise ConfigError("APPROXIMATE_ABOVE must not be negative")
         if self.vector_store not in VECTOR_STORES:
             raise ConfigError(f"VECTOR_STORE must be one of {', '.join(VECTOR_STORES)}, got {self.vector_store[:20]!r}")
         if self.log_level and self.log_level.strip().upper() not in LOG_LEVELS:

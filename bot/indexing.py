@@ -26,6 +26,7 @@ from bot.names import add_statistics, empty_statistics, vocabulary_statistics
 from bot.store import (
     FORMAT_VERSION,
     Segment,
+    approximate_summary,
     build_lock,
     read_manifest,
     read_segments,
@@ -55,6 +56,9 @@ class BuildReport:
     full: bool = False
     problems: list[ArticleError] = field(default_factory=list)
     index_path: str = ""
+    # The stored HNSW graph (how it was made, efSearch, recall@10 against exact search), or
+    # None when the index is searched exactly (no more rows than APPROXIMATE_ABOVE).
+    approximate: dict | None = None
 
     @property
     def changed_anything(self) -> bool:
@@ -77,6 +81,13 @@ class BuildReport:
             f"{len(self.articles_removed)} removed, {len(self.articles_unchanged)} unchanged; "
             f"{self.chunks_embedded} chunks embedded, {self.chunks_total} in the index."
         ]
+        if self.approximate:
+            graph = self.approximate
+            lines.append(
+                f"Approximate search (HNSW, M={graph['M']}, efSearch {graph['ef_search']}) over {graph['rows']} rows: "
+                f"recall@10 {graph['recall_at_10']:.3f} against exact search on {graph['recall_queries']} stored vectors; "
+                f"graph {'extended' if graph['incremental'] else 'built'} in {graph['graph_seconds']:.1f}s."
+            )
         for problem in self.problems:
             lines.append(f"skipped {problem.path}: {problem.reason}")
         return "\n".join(lines)
@@ -213,6 +224,7 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
     if old is not None and not report.changed_anything:  # answered from the manifest
         report.chunks_total = report.chunks_reused = int(old.get("chunks_total", 0))
         report.index_path = str(Path(settings.index_dir) / old["build_id"])
+        report.approximate = old.get("approximate")
         report.seconds = time.perf_counter() - started
         log.info("%s", report.describe())
         return report
@@ -247,8 +259,9 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
         "corpus_dir": str(settings.corpus_dir),
     }
     path = write_build(settings.index_dir, manifest, kept=kept, previous=old, added=added,
-                       lexical_terms=lexical_terms, vocabulary=vocabulary)
+                       lexical_terms=lexical_terms, vocabulary=vocabulary, approximate_above=settings.approximate_above)
     report.index_path = str(path)
+    report.approximate = approximate_summary(path)
     report.seconds = time.perf_counter() - started
     log.info("%s", report.describe())
     return report

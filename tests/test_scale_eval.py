@@ -23,3 +23,14 @@ def test_one_size_is_built_updated_loaded_and_answered(tmp_path):
     assert 0 < row["answer_p50_ms"] <= row["answer_p95_ms"]
     table = format_scale({"rows": [row], "questions": 2})
     assert "small" in table and "recall@10" in table
+
+
+def test_above_the_threshold_a_size_is_searched_through_the_graph_and_its_recall_reported(tmp_path):
+    benchmark = json.loads((MULTIHOP_DIR / "corpus_train.json").read_text(encoding="utf-8"))[:20]
+    _synthetic_corpus(benchmark, 250, tmp_path / "corpus")
+    settings = Settings.from_mapping({}).with_overrides(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index",
+                                                        embedding_model=HASHING_MODEL, approximate_above=100)
+    row = measure_size("graph", settings, HashingEmbedder, ["Who reported on the benchmark?", "What did Amazon sell?"], build_full=True)
+    assert row["store"] == "IndexHNSWFlat" and row["graph_s"] >= 0 and row["add_one_graph_s"] >= 0
+    assert row["build_recall_at_10"] >= 0.95 and row["recall_at_10"] >= 0.95 and row["ef_search"] > 0
+    assert "graph s" in format_scale({"rows": [row], "questions": 2})
