@@ -142,7 +142,7 @@ def run_eval(args, settings: Settings) -> int:
     suite = args.suite
     if suite == "seed":
         report = eval_seed(settings, corpus_dir=getattr(args, "corpus", None), index_dir=getattr(args, "index", None))
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_seed(report))
+        _show(report, format_seed, args)
         return 0 if report["passed"] else 1
     if suite == "multihop":
         report = eval_multihop(
@@ -152,18 +152,18 @@ def run_eval(args, settings: Settings) -> int:
             limit=getattr(args, "limit", None),
             index_dir=getattr(args, "index", None),
         )
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_multihop(report))
+        _show(report, format_multihop, args)
         return 0
     if suite == "conversation":
         gold = getattr(args, "gold", None) or CONVERSATION_GOLD
         report = eval_conversation(settings, gold_file=gold, cost_rounds=0 if getattr(args, "no_cost", False) else 3)
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_conversation(report))
+        _show(report, format_conversation, args)
         return 0
     if suite == "faults":
         from bot.faulttest import eval_faults, format_faults
 
         report = eval_faults(settings, delay=getattr(args, "fault_delay", 20.0))
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_faults(report))
+        _show(report, format_faults, args)
         return 0 if report["passed"] else 1
     if suite == "load":
         from bot.loadtest import eval_load, format_load
@@ -172,38 +172,43 @@ def run_eval(args, settings: Settings) -> int:
             settings, users=getattr(args, "users", 100), questions_per_user=getattr(args, "questions", 5),
             reply_timeout=getattr(args, "reply_timeout", 60.0),
         )
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_load(report))
+        _show(report, format_load, args)
         return 0
     if suite == "stories":
         from bot.evaluation_stories import eval_stories, format_stories
 
         report = eval_stories(settings, benchmark_dir=getattr(args, "benchmark_dir", None), index_dir=getattr(args, "index", None))
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_stories(report))
+        _show(report, format_stories, args)
         return 0
     if suite == "update":
         from bot.evaluation_intake import eval_update, format_update
 
         report = eval_update(settings, benchmark_dir=getattr(args, "benchmark_dir", None))
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_update(report))
+        _show(report, format_update, args)
         return 0
     if suite == "intake":
         from bot.evaluation_intake import eval_intake, format_intake
 
         report = eval_intake(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_intake(report))
+        _show(report, format_intake, args)
         return 0
     if suite == "build":
         report = eval_build(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_build(report))
+        _show(report, format_build, args)
         return 0
     if suite == "scale":
         from bot.scale_eval import DEFAULT_SIZES, eval_scale, format_scale
 
         sizes = tuple(int(s) for s in args.sizes.split(",")) if getattr(args, "sizes", None) else DEFAULT_SIZES
         report = eval_scale(settings, benchmark_paths(getattr(args, "benchmark_dir", None)), BENCH_DIR / "multihop", sizes)
-        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_scale(report))
+        _show(report, format_scale, args)
         return 0
     raise BotError(f"unknown eval suite {suite!r}")
+
+
+def _show(report: dict, formatter, args) -> None:
+    """A report as JSON (``--json``) or as its table."""
+    print(json.dumps(report, indent=2, ensure_ascii=False) if getattr(args, "json", False) else formatter(report))
 
 
 def _embedder(settings: Settings):
