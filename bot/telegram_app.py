@@ -731,8 +731,15 @@ async def reindex_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     await message.reply_text("Rebuilding the index in the background; I keep answering meanwhile.")
 
     async def rebuild():
+        intake: IntakeState = context.application.bot_data["intake"]
         try:
-            report = await asyncio.to_thread(state.answerer.rebuild)
+            # Under the intake lock, like every update: followers hear about what it added, once.
+            async with intake.lock:
+                known = set(state.answerer.serving.index.articles)
+                report = await asyncio.to_thread(state.answerer.rebuild)
+                added = [a for a in state.answerer.serving.index.articles if a not in known]
+                if added:
+                    await _push_follows(context.application, added)
             text = report.describe()
         except BotError as exc:
             log.warning("reindex failed: %s", exc)

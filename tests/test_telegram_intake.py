@@ -227,3 +227,21 @@ async def test_articles_added_outside_the_bot_reach_followers(server, web, fresh
         await asyncio.sleep(1.0)  # further polls find nothing new
         assert len(server.sent_messages(chat["id"])) == 1
     assert_telegram_rules(server)
+
+
+@pytest.mark.asyncio
+async def test_articles_copied_in_and_reindexed_reach_followers(server, web, fresh_answerer, tmp_path):
+    """Files copied into corpus/ by hand, then an admin's /reindex: follows hear about them too."""
+    from tests.helpers import write_article
+
+    reader, admin = server.user(5009, "Rex"), server.user(ADMIN, "Ada")
+    chat, admin_chat = server.private_chat(reader), server.private_chat(admin)
+    settings = intake_settings(tmp_path, web)
+    FollowStore(settings["data_dir"]).add(chat["id"], "Karachi marathon mascot")
+    async with running_bot(server, fresh_answerer, **settings):
+        write_article(fresh_answerer.settings.corpus_dir, "mascot.md", MARATHON_TITLE, MARATHON_BODY, source="Dawn", date="2024-01-08")
+        server.send_text(admin_chat, admin, "/reindex")
+        [push] = await server.async_wait_for_messages(chat["id"], 1, WAIT)
+        assert push.text.startswith("🔔 New on “Karachi marathon mascot”:")
+        await server.async_wait_for_messages(admin_chat["id"], 2, WAIT)  # "Rebuilding ..." and the report
+    assert_telegram_rules(server)
