@@ -156,7 +156,7 @@ def acronym_keys(acronyms: dict[str, tuple[str, ...]]) -> list[tuple[str, frozen
     """(acronym key, expansion keys) for each acronym the corpus defines."""
     pairs = []
     for acronym, words in acronyms.items():
-        key = next(iter(_keys(acronym)), None)
+        key = _key_of(acronym)
         expansion = frozenset(_keys(" ".join(words)))
         if key and expansion:
             pairs.append((key, expansion))
@@ -191,6 +191,11 @@ def _keys(text: str) -> frozenset[str]:
     never change (the cache is this process's lazily built index of sentence terms)."""
     text = _IRREGULAR_WORD.sub(lambda m: _IRREGULAR[m.group(0).lower()], text)
     return frozenset(spelling_key(t) or t for t in tokenize(_folded(text)))
+
+
+def _key_of(word: str) -> str | None:
+    """The comparable term of one word (see ``_keys``); None for a stop word."""
+    return next(iter(_keys(word)), None)
 
 
 _FOLDABLE = re.compile(r"[A-Za-z][A-Za-z’']*")
@@ -319,16 +324,16 @@ def _doer_evidence(question: str) -> Callable[[str], bool] | None:
     match = _WHO_DID.match(question)
     if not match or match.group("verb").lower() in _NOT_DEEDS or not match.group("verb").islower():
         return None  # "who is X?", "who was Tessori?": who someone is, not who did something
-    verb = next(iter(_keys(match.group("verb"))), None)
+    verb = _key_of(match.group("verb"))
     if not verb:
         return None
     asked = {k for name in _NAME_LIKE.findall(question) for k in _keys(name)}
 
     def is_verb(word: str) -> bool:
-        return next(iter(_keys(word)), None) == verb
+        return _key_of(word) == verb
 
     def is_agent(word: str) -> bool:
-        return next(iter(_keys(word)), None) in (verb + "er", verb + "or")
+        return _key_of(word) in (verb + "er", verb + "or")
 
     def new_name(name: str) -> bool:
         return not _keys(name) <= asked
@@ -371,12 +376,12 @@ def _role_holder_evidence(question: str) -> Callable[[str], bool] | None:
     words = match.group("role").split() if match else []
     if not words or not words[-1].islower() or words[-1].lower() in _NOT_DEEDS:
         return None  # "who is Kamal?": a person, not a role
-    head = next(iter(_keys(words[-1])), None)
+    head = _key_of(words[-1])
     asked = _keys(question)
 
     def test(sentence: str) -> bool:
         for role in re.finditer(r"[\w-]+", sentence):
-            if next(iter(_keys(role.group(0))), None) != head or _LESSER_ROLE.search(sentence[max(0, role.start() - 16) : role.start()]):
+            if _key_of(role.group(0)) != head or _LESSER_ROLE.search(sentence[max(0, role.start() - 16) : role.start()]):
                 continue  # "deputy conveners" do not hold the convener's role
             window = sentence[max(0, role.start() - 40) : role.end() + 40]
             for name in re.finditer(_PERSON, window):

@@ -402,6 +402,14 @@ def _subject_for(pronouns: set[str], previous: Turn) -> str | None:
     return None
 
 
+_GROUP_WORD = r"(?:" + "|".join(sorted(_ORGANISATION_WORDS, key=len, reverse=True)) + r")\b"
+
+
+def _names_a_group(name: str, question: str) -> bool:
+    """Whether the question writes ``name`` before "group", "party"...: "the Bahadurabad group"."""
+    return re.search(rf"{re.escape(name)}\s+{_GROUP_WORD}", question, re.IGNORECASE) is not None
+
+
 def _entity_to_replace(question: str, other: str) -> str | None:
     """The name in the previous question that "what about <other>?" swaps: one of the same shape."""
     names = own_names(question)
@@ -411,17 +419,15 @@ def _entity_to_replace(question: str, other: str) -> str | None:
 
     def shape_in_question(name: str) -> str:
         # "the Bahadurabad group": a name before "group", "party"... names an organisation
-        after = re.search(rf"{re.escape(name)}\s+(\w+)", question)
-        if _shape(name) in ("word", "person") and after and after.group(1).lower() in _ORGANISATION_WORDS:
-            return "organisation"
-        return _shape(name)
+        own = _shape(name)
+        return "organisation" if own in ("word", "person") and _names_a_group(name, question) else own
 
     same = [n for n in names if shape_in_question(n) == shape or {shape_in_question(n), shape} <= {"person", "word"}]
     if not same:
         # Nothing of its shape: the subject may still give way ("When did the PSP merge ...?" and
         # "Farooq Sattar?"), but not a name that only says which group ("Who leads the
         # Bahadurabad group?" and "Farooq Sattar?" is not "Who leads Farooq Sattar group?").
-        same = [n for n in names if not re.search(rf"{re.escape(n)}\s+(?:{'|'.join(_ORGANISATION_WORDS)})\b", question, re.IGNORECASE)]
+        same = [n for n in names if not _names_a_group(n, question)]
         if not same:
             return None
     # The subject stands after the auxiliary: "How many NA seats did PTI win ..." swaps PTI.

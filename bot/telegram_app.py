@@ -731,7 +731,7 @@ async def reindex_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     await message.reply_text("Rebuilding the index in the background; I keep answering meanwhile.")
 
     async def rebuild():
-        intake: IntakeState = context.application.bot_data["intake"]
+        intake = _intake_state(context)
         try:
             # Under the intake lock, like every update: followers hear about what it added, once.
             async with intake.lock:
