@@ -3,7 +3,7 @@
 * hostile files: a corpus with links out of the folder, link loops, deeply nested JSON,
   impossible dates, an oversized file, binary and non-UTF-8 files and a named pipe beside
   good articles; each hostile file must be reported by path, and the good ones indexed;
-* corrupt index kinds: copies of a good build damaged one way each (lines of chunks.jsonl
+* corrupt index kinds: copies of a good build damaged one way each (chunk rows
   reordered, a flipped byte in the vectors file, a truncated one, a missing file, manifest
   garbage, an edited manifest, a ``current`` symlink loop); each must be refused on load;
 * Telegram faults: 20 users ask at once through ``bot.faultproxy.FaultProxy`` (17 faults on
@@ -24,6 +24,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from bot.config import Settings
 
@@ -105,10 +107,15 @@ def _segment_file(build: Path, name: str) -> Path:
     return build / "segments" / manifest["segments"][0]["name"] / name
 
 
+def reorder_chunk_rows(path: Path) -> None:
+    """Rotate the rows of a segment's chunks.npy by one: the same bytes and size, each row
+    now naming another chunk's article and offsets (numpy loads it happily)."""
+    rows = np.load(path, allow_pickle=False)
+    np.save(path, np.concatenate([rows[1:], rows[:1]]), allow_pickle=False)
+
+
 def _reorder_chunks(build: Path) -> None:
-    path = _segment_file(build, "chunks.jsonl")
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    path.write_text("".join(lines[1:] + lines[:1]), encoding="utf-8")
+    reorder_chunk_rows(_segment_file(build, "chunks.npy"))
 
 
 def _flip_vectors_byte(build: Path) -> None:
@@ -124,7 +131,7 @@ def _truncate_vectors(build: Path) -> None:
 
 
 def _remove_chunks(build: Path) -> None:
-    _segment_file(build, "chunks.jsonl").unlink()
+    _segment_file(build, "chunks.npy").unlink()
 
 
 def _garbage_manifest(build: Path) -> None:
@@ -140,10 +147,10 @@ def _edit_manifest(build: Path) -> None:
 
 
 CORRUPTIONS = {
-    "chunks.jsonl lines reordered": _reorder_chunks,
+    "chunk rows reordered": _reorder_chunks,
     "a flipped byte in the vectors file": _flip_vectors_byte,
     "a truncated vectors file": _truncate_vectors,
-    "chunks.jsonl missing": _remove_chunks,
+    "chunks.npy missing": _remove_chunks,
     "manifest garbage": _garbage_manifest,
     "an edited manifest": _edit_manifest,
 }

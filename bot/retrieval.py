@@ -15,6 +15,8 @@ The pipeline for one question:
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from itertools import accumulate
 
@@ -164,6 +166,10 @@ class RetrievalParams:
 # Candidates at least 1/8 of the rows: one pass over every vector beats gathering theirs
 # (609 articles, 8,885 rows, ~2,000 candidates: 1.1 ms against 3.6 ms a text).
 FULL_SCAN_SHARE = 8
+# Articles whose sentences (spans, token costs, terms) stay cached: the same bound as the
+# article texts they come from (``bot.rows.ARTICLE_TEXT_CACHE``), so memory stays flat as
+# questions touch more of a large archive.
+SENTENCE_CACHE = 512
 _LAST = 1e6  # far below any fused score: sorts a candidate after all others
 
 
@@ -178,31 +184,32 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.params = params or RetrievalParams()
+        # Per-row tables from the index's columns (``bot.rows.ChunkTable``) and the articles'
+        # metadata: no chunk or article text is read here, so this is cheap at a million rows.
         chunks = index.chunks
-        articles = index.articles
-        self._row_source = np.array([_normalize_source(articles[c.article_id].source or "") for c in chunks], dtype=object)
-        self._row_source_name = np.array([articles[c.article_id].source or "" for c in chunks], dtype=object)
-        self._row_date = np.array([articles[c.article_id].date or "" for c in chunks], dtype=object)
-        self._row_month = np.array([d[:7] for d in self._row_date], dtype=object)
-        self._row_article = [c.article_id for c in chunks]
-        ids = {aid: i for i, aid in enumerate(dict.fromkeys(self._row_article))}
-        self._row_article_no = np.array([ids[a] for a in self._row_article], dtype=np.int64)
-        self._n_articles = len(ids)
-        self.source_matcher = SourceMatcher({a.source for a in articles.values() if a.source})
-        years = sorted(a.date[:4] for a in articles.values() if a.date)
+        article_ids = chunks.article_ids
+        metadata = {a.article_id: a for a in index.articles.metadata()}
+        article_no = self._row_article_no = np.asarray(chunks.article_no, dtype=np.int64)
+        self._n_articles = len(article_ids)
+        self._article_source = np.array([_normalize_source(metadata[a].source or "") for a in article_ids], dtype=object)
+        self._article_date = np.array([metadata[a].date or "" for a in article_ids], dtype=object)
+        self._row_source = self._article_source[article_no]
+        self._row_source_name = np.array([metadata[a].source or "" for a in article_ids], dtype=object)[article_no]
+        self._row_date = self._article_date[article_no]
+        self._row_month = np.array([d[:7] for d in self._article_date], dtype=object)[article_no]
+        self.source_matcher = SourceMatcher({a.source for a in metadata.values() if a.source})
+        years = sorted(a.date[:4] for a in metadata.values() if a.date)
         self._default_year = int(years[len(years) // 2]) if years else None
-        self._sentences: dict[str, _ArticleSentences] = {}
-        self._row_start = np.array([c.start for c in chunks], dtype=np.int64)
-        self._row_end = np.array([c.end for c in chunks], dtype=np.int64)
-        self._rows_of_article: dict[str, np.ndarray] = {}
-        for row, article_id in enumerate(self._row_article):
-            self._rows_of_article.setdefault(article_id, []).append(row)
-        self._rows_of_article = {a: np.array(r, dtype=np.int64) for a, r in self._rows_of_article.items()}
+        self._sentences: OrderedDict[str, _ArticleSentences] = OrderedDict()
+        self._sentences_lock = threading.Lock()
+        self._row_start = np.asarray(chunks.start, dtype=np.int64)
+        self._row_end = np.asarray(chunks.end, dtype=np.int64)
+        self._rows_of_article = {article_ids[no]: rows for no, rows in _group_rows(article_no).items()}
         # Per-value tables: the rows a named outlet, day or month lifts, without a scan.
         self._rows_by_source = _rows_by(self._row_source_name)
         self._rows_by_date = _rows_by(self._row_date)
         self._rows_by_month = _rows_by(self._row_month)
-        dated = np.array([row for row, d in enumerate(self._row_date) if d], dtype=np.int64)
+        dated = np.flatnonzero(self._row_date != "")
         order = np.argsort(self._row_date[dated].astype(str), kind="stable") if len(dated) else dated
         self._rows_by_day_order = dated[order]
         self._sorted_dates = self._row_date[self._rows_by_day_order].astype(str)
@@ -212,20 +219,18 @@ class Retriever:
     def allowed_rows(self, filters: Filters) -> np.ndarray | None:
         if not filters:
             return None
-        mask = np.ones(len(self._row_article), dtype=bool)
+        wanted = np.ones(self._n_articles, dtype=bool)  # decided per article, then spread to its rows
         if filters.sources:
-            wanted = {_normalize_source(s) for s in filters.sources}
-            mask &= np.array([src in wanted for src in self._row_source], dtype=bool)
+            names = {_normalize_source(s) for s in filters.sources}
+            wanted &= np.array([src in names for src in self._article_source], dtype=bool)
         if filters.since or filters.until:
-            mask &= self._dated_between(filters.since, filters.until)
-        return np.flatnonzero(mask)
+            wanted &= _between(self._article_date, filters.since, filters.until)
+        return np.flatnonzero(wanted[self._row_article_no])
 
-    def _dated_between(self, since: str | None, until: str | None, rows: np.ndarray | None = None) -> np.ndarray:
-        """Whether each row (all, or ``rows``) has its article dated within [since, until]
-        (ISO; either end may be open)."""
-        lo, hi = since or "", (until or "9999")[:10]
-        dates = self._row_date if rows is None else self._row_date[rows]
-        return np.array([bool(d) and lo <= d <= hi for d in dates], dtype=bool)
+    def _dated_between(self, since: str | None, until: str | None, rows: np.ndarray) -> np.ndarray:
+        """Whether each of ``rows`` has its article dated within [since, until] (ISO; either
+        end may be open)."""
+        return _between(self._row_date[rows], since, until)
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed([query])[0]
@@ -479,18 +484,25 @@ class Retriever:
     # -- passages that fill what the reader (and the paper's protocol) allows ------
 
     def _article_sentences(self, article_id: str) -> _ArticleSentences:
-        cached = self._sentences.get(article_id)
-        if cached is None:
-            text = self.index.articles[article_id].text
-            spans = sentence_spans(text)
-            # A sentence's cost includes the gap before it: what lies between sentences
-            # (a stray bullet, a bracket) is tokenized too once the passage is joined.
-            pieces = [text[s:e] for s, e in spans]
-            gaps = [text[spans[i - 1][1] : s] if i else "" for i, (s, _) in enumerate(spans)]
-            counts = self.embedder.count_tokens(pieces + gaps)
-            costs = [c + g for c, g in zip(counts[: len(spans)], counts[len(spans) :])]
-            terms = [frozenset(tokenize(piece)) for piece in pieces]
-            cached = self._sentences[article_id] = _ArticleSentences(spans, [0, *accumulate(costs)], terms)
+        with self._sentences_lock:
+            cached = self._sentences.get(article_id)
+            if cached is not None:
+                self._sentences.move_to_end(article_id)
+                return cached
+        text = self.index.articles[article_id].text
+        spans = sentence_spans(text)
+        # A sentence's cost includes the gap before it: what lies between sentences
+        # (a stray bullet, a bracket) is tokenized too once the passage is joined.
+        pieces = [text[s:e] for s, e in spans]
+        gaps = [text[spans[i - 1][1] : s] if i else "" for i, (s, _) in enumerate(spans)]
+        counts = self.embedder.count_tokens(pieces + gaps)
+        costs = [c + g for c, g in zip(counts[: len(spans)], counts[len(spans) :])]
+        terms = [frozenset(tokenize(piece)) for piece in pieces]
+        cached = _ArticleSentences(spans, [0, *accumulate(costs)], terms)
+        with self._sentences_lock:
+            self._sentences[article_id] = cached
+            if len(self._sentences) > SENTENCE_CACHE:
+                self._sentences.popitem(last=False)
         return cached
 
     def _fit_passages(self, hits: list[Hit], weights: dict[str, float], k: int, row_scores: np.ndarray | None = None) -> list[Hit]:
@@ -607,12 +619,27 @@ class Retriever:
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
+def _between(dates: np.ndarray, since: str | None, until: str | None) -> np.ndarray:
+    lo, hi = since or "", (until or "9999")[:10]
+    return np.array([bool(d) and lo <= d <= hi for d in dates], dtype=bool)
+
+
+def _group_rows(keys: np.ndarray) -> dict[int, np.ndarray]:
+    """key -> the rows holding it (ascending), for integer keys, without a Python loop over rows."""
+    if not len(keys):
+        return {}
+    order = np.argsort(keys, kind="stable")
+    values, starts = np.unique(keys[order], return_index=True)
+    return {int(v): rows for v, rows in zip(values, np.split(order, starts[1:]))}
+
+
 def _rows_by(values: np.ndarray) -> dict[str, np.ndarray]:
-    rows: dict[str, list[int]] = {}
-    for row, value in enumerate(values):
-        if value:
-            rows.setdefault(value, []).append(row)
-    return {value: np.array(r, dtype=np.int64) for value, r in rows.items()}
+    """value -> the rows holding it (ascending), empty values left out."""
+    filled = np.flatnonzero(values != "")
+    if not len(filled):
+        return {}
+    names, codes = np.unique(values[filled].astype(str), return_inverse=True)
+    return {str(names[code]): filled[rows] for code, rows in _group_rows(codes).items()}
 
 
 class _TextScorer:

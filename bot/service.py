@@ -296,8 +296,9 @@ class QuestionAnswerer:
     # -- what the corpus holds -----------------------------------------------------
 
     def articles(self) -> list[Article]:
-        """Every article, newest first (undated last), for listings like /sources."""
-        articles = list(self.serving.index.articles.values())
+        """Every article, newest first (undated last), for listings like /sources (without
+        their texts: ``article`` gives one with its text)."""
+        articles = list(self.serving.index.articles.metadata())
         return sorted(articles, key=lambda a: (a.date is None, "" if a.date is None else _invert(a.date), a.title))
 
     def article(self, article_id: str) -> Article | None:
@@ -305,8 +306,8 @@ class QuestionAnswerer:
 
     def summary(self) -> CorpusSummary:
         index = self.serving.index
-        dates = sorted(a.date for a in index.articles.values() if a.date)
-        sources = sorted({a.source for a in index.articles.values() if a.source})
+        dates = sorted(a.date for a in index.articles.metadata() if a.date)
+        sources = sorted({a.source for a in index.articles.metadata() if a.source})
         return CorpusSummary(
             articles=len(index.articles),
             chunks=len(index.chunks),

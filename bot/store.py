@@ -6,9 +6,10 @@ An index is a directory that describes itself:
   content hash per article, counts, a build id, a build sequence number, the segments in
   row order and the size and sha256 of every other file of the build (plus its own hash);
 - ``segments/<name>/``: the rows one build added, never changed afterwards, so the next
-  build hard-links them instead of rewriting them: ``articles.jsonl`` (the cleaned
-  articles every chunk offset points into), ``chunks.jsonl`` (one chunk and the content
-  hash of what was embedded per line), ``vectors.npy`` (unit float32 rows, so inner
+  build hard-links them instead of rewriting them: ``articles.jsonl`` (each article's
+  metadata and where its cleaned text lies in ``texts.bin``, the text every chunk offset
+  points into), ``chunks.npy`` (per chunk its article, ordinal, offsets, token count and the
+  content hash of what was embedded: ``bot.rows.CHUNK_DTYPE``), ``vectors.npy`` (unit float32 rows, so inner
   products are cosines), ``terms.jsonl`` (the BM25 terms per chunk) and ``notes.jsonl``;
   an article a later build removed or replaced is listed as ``dead`` in its segment's
   manifest entry and skipped on load;
@@ -24,7 +25,7 @@ previous one serving.
 
 Integrity: loading resolves ``current`` once to a concrete build folder and reads only
 from it, and refuses a build whose files do not match the checksums its manifest
-recorded (a reordered ``chunks.jsonl`` would otherwise answer with unrelated passages).
+recorded (reordered chunk rows would otherwise answer with unrelated passages).
 
 Builds are serialized by an exclusive ``flock`` on ``<index>/.build.lock``: a second build
 waits (up to ``BUILD_LOCK_TIMEOUT`` seconds) and then starts from the first one's result.
@@ -35,6 +36,7 @@ was left by a dead build and is removed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -46,6 +48,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +58,7 @@ import numpy as np
 
 from bot.errors import BotError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from bot.lexical import LexicalIndex
+from bot.rows import CHUNK_DTYPE, ArticleTable, ChunkTable, open_texts
 from bot.types import Article, Chunk
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,9 @@ log = logging.getLogger(__name__)
 # 2: the manifest records build_seq, created_at, per-file sha256 ("files") and its own hash.
 # 3: rows live in segments shared between builds, with dead (removed or replaced) articles
 #    listed per segment; BM25 terms, per-article notes and the vocabulary counts are stored.
-FORMAT_VERSION = 3
+# 4: article texts in a segment's texts.bin (read when quoted), chunks as numpy columns in
+#    chunks.npy: loading parses no per-chunk JSON and holds no text.
+FORMAT_VERSION = 4
 CURRENT_LINK = "current"
 LOCK_FILE = ".build.lock"
 SEQ_FILE = ".build.seq"  # the last build_seq handed out (written under the build lock)
@@ -76,7 +82,10 @@ MANIFEST = "manifest.json"
 # Files a build cannot be loaded without: the manifest must list (and so vouch for) each.
 SEGMENTS = "segments"
 VOCABULARY = "vocabulary.json"
-_SEGMENT_FILES = ("articles.jsonl", "notes.jsonl", "chunks.jsonl", "terms.jsonl", "vectors.npy")
+_SEGMENT_FILES = ("articles.jsonl", "texts.bin", "notes.jsonl", "chunks.npy", "terms.jsonl", "vectors.npy")
+# Read when a build reuses or merges segments, never when loading for serving: checked then
+# for presence and size only (the full checksum when a build reads them).
+_BUILD_ONLY_FILES = ("terms.jsonl",)
 _REQUIRED_FILES = ("lexical/size.txt", VOCABULARY)
 _REBUILD = "rebuild it with `python -m bot index --full`"
 
@@ -326,12 +335,12 @@ def graph_recall(graph: faiss.Index, queries: int = RECALL_QUERIES, seed: int = 
 
 @dataclass
 class StoredIndex:
-    """Everything a query needs, in memory. Row i of each table is the same chunk."""
+    """Everything a query needs: row i of each table is the same chunk. Columns and metadata
+    are in memory; article texts are read from disk when quoted."""
 
     manifest: dict
-    articles: dict[str, Article]
-    chunks: list[Chunk]
-    embed_keys: list[str]  # content hash of the text each vector was computed from
+    articles: Mapping[str, Article]  # a ``bot.rows.ArticleTable`` when loaded: texts read on demand
+    chunks: Sequence[Chunk]  # a ``bot.rows.ChunkTable`` when loaded: columns, text on demand
     vectors: VectorStore
     lexical: LexicalIndex
     path: Path  # the concrete build folder everything was read from (never ``current``)
@@ -607,15 +616,27 @@ def segment_entry(name: str, segment: Segment) -> dict:
 
 def _write_segment(folder: Path, segment: Segment) -> None:
     folder.mkdir(parents=True)
-    with open(folder / "articles.jsonl", "w", encoding="utf-8") as out:
-        for article in segment.articles:
-            out.write(json.dumps(article.to_dict(), ensure_ascii=False) + "\n")
+    position = {}
+    with open(folder / "articles.jsonl", "w", encoding="utf-8") as out, open(folder / "texts.bin", "wb") as texts:
+        offset = 0
+        for number, article in enumerate(segment.articles):
+            data = article.text.encode("utf-8")
+            texts.write(data)
+            record = article.to_dict()
+            del record["text"]  # in texts.bin, read when quoted (see bot.rows)
+            out.write(json.dumps({**record, "text_at": [offset, len(data)]}, ensure_ascii=False) + "\n")
+            offset += len(data)
+            position[article.article_id] = number
     with open(folder / "notes.jsonl", "w", encoding="utf-8") as out:
         for note in segment.article_notes:
             out.write(json.dumps(note, ensure_ascii=False) + "\n")
-    with open(folder / "chunks.jsonl", "w", encoding="utf-8") as out:
-        for chunk, key in zip(segment.chunks, segment.embed_keys):
-            out.write(json.dumps({**chunk.to_dict(), "embed_key": key}, ensure_ascii=False) + "\n")
+    rows = np.zeros(len(segment.chunks), dtype=CHUNK_DTYPE)
+    if segment.chunks:
+        rows["article"] = [position[c.article_id] for c in segment.chunks]
+        for column in ("ordinal", "start", "end", "token_count"):
+            rows[column] = [getattr(c, column) for c in segment.chunks]
+        rows["embed_key"] = [key.encode("ascii") for key in segment.embed_keys]
+    np.save(folder / "chunks.npy", rows, allow_pickle=False)
     with open(folder / "terms.jsonl", "w", encoding="utf-8") as out:
         for chunk, terms in zip(segment.chunks, segment.terms):  # the article id: dead rows are skipped unparsed
             out.write(json.dumps([chunk.article_id, terms], ensure_ascii=False) + "\n")
@@ -905,6 +926,28 @@ class _Verifier:
         self.check(name, entry, data)
         return data
 
+    def check_present(self, name: str, entry: dict) -> None:
+        """Presence and size only: for a file this reader does not use (a build that reads it
+        checks its sha256 then)."""
+        try:
+            size = (self.folder / name).stat().st_size
+        except FileNotFoundError:
+            raise self.fail(name, "is missing") from None
+        if size != entry.get("bytes"):
+            raise self.fail(name, f"has {size} bytes, the manifest recorded {entry.get('bytes')} (truncated or changed)")
+
+    def open_mapped(self, name: str, entry: dict):
+        """The file checked by streaming it (its bytes are not held), then memory-mapped."""
+        self.check_present(name, entry)
+        try:
+            sha, _ = _sha256_file(self.folder / name)
+            mapped = open_texts(self.folder / name)
+        except OSError as exc:
+            raise self.fail(name, f"cannot be read ({exc})") from exc
+        if sha != entry.get("sha256"):
+            raise self.fail(name, "does not match its sha256 checksum (changed, reordered or corrupted)")
+        return mapped
+
     def check(self, name: str, entry: dict, data: bytes) -> None:
         if len(data) != entry.get("bytes"):
             raise self.fail(name, f"has {len(data)} bytes, the manifest recorded {entry.get('bytes')} (truncated or changed)")
@@ -935,32 +978,55 @@ def verify_build(index_dir: Path, expected: dict | None = None) -> dict:
     return manifest
 
 
-def _segment_rows(data: dict[str, bytes], prefix: str, entry: dict, *, terms: bool) -> Segment:
-    """The live rows of one segment (articles the manifest marks dead skipped)."""
-    dead = set(entry.get("dead", ()))
-    articles, notes, keep_article = [], [], []
-    for line, note in zip(data[prefix + "articles.jsonl"].decode("utf-8").splitlines(),
-                          data[prefix + "notes.jsonl"].decode("utf-8").splitlines()):
-        article = Article.from_dict(json.loads(line))
-        keep_article.append(article.article_id not in dead)
-        if keep_article[-1]:
-            articles.append(article)
-            notes.append(json.loads(note))
-    chunks, keys, live = [], [], []
-    for row, line in enumerate(data[prefix + "chunks.jsonl"].decode("utf-8").splitlines()):
+def _article_records(raw: bytes) -> list[tuple[Article, tuple[int, int]]]:
+    """Each line of a segment's articles.jsonl: the article without its text, and where its
+    text lies in texts.bin (byte offset, length)."""
+    records = []
+    for line in raw.decode("utf-8").splitlines():
         record = json.loads(line)
-        if record["article_id"] in dead:
-            continue
-        live.append(row)
-        keys.append(record.pop("embed_key"))
-        chunks.append(Chunk.from_dict(record))
+        offset, length = record.pop("text_at")
+        records.append((Article.from_dict({**record, "text": ""}), (int(offset), int(length))))
+    return records
+
+
+def _chunk_rows(raw: bytes) -> np.ndarray:
+    rows = np.load(io.BytesIO(raw), allow_pickle=False)
+    if rows.dtype != CHUNK_DTYPE or rows.ndim != 1:
+        raise ValueError(f"chunks.npy holds {rows.dtype} rows, not {CHUNK_DTYPE}")
+    return rows
+
+
+def _segment_rows(data: dict[str, bytes], prefix: str, entry: dict, *, terms: bool) -> Segment:
+    """The live rows of one segment (articles the manifest marks dead skipped), texts included:
+    what a build reuses or merges."""
+    dead = set(entry.get("dead", ()))
+    texts = data[prefix + "texts.bin"]
+    records = _article_records(data[prefix + "articles.jsonl"])
+    notes = data[prefix + "notes.jsonl"].decode("utf-8").splitlines()
+    articles, live_notes = [], []
+    for (meta, (offset, length)), note in zip(records, notes):
+        if meta.article_id not in dead:
+            articles.append(dataclasses.replace(meta, text=texts[offset : offset + length].decode("utf-8")))
+            live_notes.append(json.loads(note))
+    by_id = {a.article_id: a for a in articles}
+    ids = [meta.article_id for meta, _ in records]
+    rows = _chunk_rows(data[prefix + "chunks.npy"])
     vectors = np.load(io.BytesIO(data[prefix + "vectors.npy"]), allow_pickle=False)
-    if len(vectors) != entry["rows"] or len(keep_article) != len(entry["articles"]):
-        raise ValueError(f"segment {entry['name']} holds {len(vectors)} vectors and {len(keep_article)} articles, "
-                         f"the manifest says {entry['rows']} and {len(entry['articles'])}")
+    if len(vectors) != entry["rows"] or len(rows) != entry["rows"] or len(records) != len(entry["articles"]):
+        raise ValueError(f"segment {entry['name']} holds {len(vectors)} vectors, {len(rows)} chunks and {len(records)} "
+                         f"articles, the manifest says {entry['rows']} and {len(entry['articles'])}")
+    chunks, keys, live = [], [], []
+    for row, record in enumerate(rows):
+        article_id = ids[int(record["article"])]
+        if article_id in dead:
+            continue
+        start, end = int(record["start"]), int(record["end"])
+        live.append(row)
+        keys.append(record["embed_key"].decode("ascii"))
+        chunks.append(Chunk(article_id, int(record["ordinal"]), start, end, by_id[article_id].text[start:end], int(record["token_count"])))
     vectors = vectors[live] if len(live) != len(vectors) else vectors
     row_terms = _live_terms(data[prefix + "terms.jsonl"], dead) if terms else [[]] * len(chunks)
-    return Segment(articles, chunks, keys, np.ascontiguousarray(vectors, dtype=np.float32), row_terms, notes)
+    return Segment(articles, chunks, keys, np.ascontiguousarray(vectors, dtype=np.float32), row_terms, live_notes)
 
 
 def _live_terms(raw: bytes, dead: set[str]) -> list[list[str]]:
@@ -1016,23 +1082,24 @@ def load_index(index_dir: Path, expected: dict | None = None, vector_store=None)
     """Load the serving build; ``expected`` manifest entries must match (model, chunking...).
 
     ``current`` is resolved once: the manifest, the data and the returned ``path`` all come
-    from that one build folder, even if a rebuild swaps ``current`` meanwhile. Every file is
-    checked against its manifest checksum before it is used. Rows are the segments' live
-    rows in manifest order: row i is FAISS id i and BM25 document i. ``vector_store``:
+    from that one build folder, even if a rebuild swaps ``current`` meanwhile. Every file
+    serving uses is checked against its manifest checksum before it is used (files only
+    builds read, against their size). Rows are the segments' live rows in manifest order:
+    row i is FAISS id i and BM25 document i. Article texts stay in the segments' texts.bin,
+    memory-mapped, and chunks are columns (``bot.rows``). ``vector_store``:
     ``(vectors, dimension, build_id) -> VectorStore`` (default: the local FAISS store).
     """
     folder, manifest, verifier, files = _open_build(index_dir, expected)
-    # Lexical files are read by bm25s itself: verify them first, then let it read them.
-    data = {name: verifier.read(name, entry) for name, entry in files.items()}
     try:
-        parts = []
-        for entry in manifest["segments"]:
-            prefix = f"{SEGMENTS}/{entry['name']}/"
-            parts.append(_segment_rows(data, prefix, entry, terms=False))
-        rows = Segment.concatenate(parts, int(manifest["dimension"]))
-        vocabulary = json.loads(data[VOCABULARY].decode("utf-8"))
+        rows = _serving_rows(manifest, verifier, files)
+        vocabulary = json.loads(verifier.read(VOCABULARY, files[VOCABULARY]).decode("utf-8"))
+        for name, entry in files.items():  # BM25 files are read by bm25s itself: checked first
+            if name.startswith("lexical/"):
+                verifier.read(name, entry)
         if vector_store is None and manifest.get("approximate"):
-            graph = faiss.deserialize_index(np.frombuffer(data.pop(APPROXIMATE_FILE), dtype=np.uint8))
+            data = verifier.read(APPROXIMATE_FILE, files[APPROXIMATE_FILE])
+            graph = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            del data
             if int(graph.ntotal) != len(rows.vectors) or int(graph.d) != int(manifest["dimension"]):
                 raise ValueError(f"{APPROXIMATE_FILE} holds {graph.ntotal} rows, the segments {len(rows.vectors)}")
             vectors = FaissStore(graph, manifest["approximate"])
@@ -1040,12 +1107,64 @@ def load_index(index_dir: Path, expected: dict | None = None, vector_store=None)
             make_store = vector_store or (lambda rows_vectors, dimension, _build: new_flat_index(rows_vectors, dimension))
             vectors = make_store(rows.vectors, int(manifest["dimension"]), folder.name)
         lexical = LexicalIndex.load(folder / "lexical")
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
     if not (len(vectors) == len(rows.chunks) == lexical.size):
         raise IndexCorruptError(
             f"the index in {folder} is inconsistent ({len(vectors)} vectors, {len(rows.chunks)} chunks, "
             f"{lexical.size} lexical documents); {_REBUILD}"
         )
-    articles = {a.article_id: a for a in rows.articles}
-    return StoredIndex(manifest, articles, rows.chunks, rows.embed_keys, vectors, lexical, folder, vocabulary, rows.article_notes)
+    return StoredIndex(manifest, rows.articles, rows.chunks, vectors, lexical, folder, vocabulary, rows.notes)
+
+
+@dataclass
+class _ServingRows:
+    articles: ArticleTable
+    chunks: ChunkTable
+    notes: list[dict]
+    vectors: np.ndarray
+
+
+def _serving_rows(manifest: dict, verifier: _Verifier, files: dict[str, dict]) -> _ServingRows:
+    """The live rows of every segment as columns, and the live articles with their texts
+    left in the (checked, memory-mapped) texts.bin files."""
+    metadata: dict[str, Article] = {}
+    text_at: dict[str, tuple[int, int, int]] = {}
+    blobs, notes, article_ids = [], [], []
+    article_no, columns, vector_parts = [], {c: [] for c in ("ordinal", "start", "end", "token_count")}, []
+    for entry in manifest["segments"]:
+        prefix = f"{SEGMENTS}/{entry['name']}/"
+        dead = set(entry.get("dead", ()))
+        for name in _BUILD_ONLY_FILES:
+            verifier.check_present(prefix + name, files[prefix + name])
+        blobs.append(verifier.open_mapped(prefix + "texts.bin", files[prefix + "texts.bin"]))
+        records = _article_records(verifier.read(prefix + "articles.jsonl", files[prefix + "articles.jsonl"]))
+        segment_notes = verifier.read(prefix + "notes.jsonl", files[prefix + "notes.jsonl"]).decode("utf-8").splitlines()
+        number = np.full(len(records), -1, dtype=np.int64)  # segment article -> global number (-1: dead)
+        for position, ((meta, (offset, length)), note) in enumerate(zip(records, segment_notes)):
+            if meta.article_id in dead:
+                continue
+            number[position] = len(article_ids)
+            article_ids.append(meta.article_id)
+            metadata[meta.article_id] = meta
+            text_at[meta.article_id] = (len(blobs) - 1, offset, length)
+            notes.append(json.loads(note))
+        rows = _chunk_rows(verifier.read(prefix + "chunks.npy", files[prefix + "chunks.npy"]))
+        vectors = np.load(io.BytesIO(verifier.read(prefix + "vectors.npy", files[prefix + "vectors.npy"])), allow_pickle=False)
+        if len(vectors) != entry["rows"] or len(rows) != entry["rows"] or len(records) != len(entry["articles"]):
+            raise ValueError(f"segment {entry['name']} holds {len(vectors)} vectors, {len(rows)} chunks and {len(records)} "
+                             f"articles, the manifest says {entry['rows']} and {len(entry['articles'])}")
+        if len(rows) and not 0 <= int(rows["article"].min()) <= int(rows["article"].max()) < len(records):
+            raise ValueError(f"segment {entry['name']} has chunks of articles it does not hold")
+        owner = number[rows["article"]]
+        live = owner >= 0
+        article_no.append(owner[live])
+        for column, parts in columns.items():
+            parts.append(rows[column][live].astype(np.int64))
+        vector_parts.append(vectors if live.all() else vectors[live])
+    articles = ArticleTable(metadata, text_at, blobs)
+    joined = {c: np.concatenate(p) if p else np.zeros(0, np.int64) for c, p in columns.items()}
+    chunks = ChunkTable(article_ids, np.concatenate(article_no) if article_no else np.zeros(0, np.int64), joined, articles)
+    dimension = int(manifest["dimension"])
+    vectors = np.concatenate(vector_parts) if vector_parts else np.zeros((0, dimension), np.float32)
+    return _ServingRows(articles, chunks, notes, np.ascontiguousarray(vectors, dtype=np.float32))

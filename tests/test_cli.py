@@ -31,8 +31,14 @@ def workdir(tmp_path_factory):
 
 
 def _articles(root) -> dict:
-    lines = [line for path in sorted((root / "index" / "current").glob("segments/*/articles.jsonl")) for line in path.read_text().splitlines()]
-    return {a["article_id"]: a for a in map(json.loads, lines)}
+    """The stored articles as the index files hold them (each text from its segment's texts.bin)."""
+    articles = {}
+    for folder in sorted((root / "index" / "current").glob("segments/*")):
+        texts = (folder / "texts.bin").read_bytes()
+        for article in map(json.loads, (folder / "articles.jsonl").read_text().splitlines()):
+            offset, length = article.pop("text_at")
+            articles[article["article_id"]] = {**article, "text": texts[offset : offset + length].decode("utf-8")}
+    return articles
 
 
 def test_index_json_reports_what_it_did(workdir):

@@ -28,7 +28,7 @@ def test_faiss_search_agrees_with_brute_force_numpy():
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     queries = rng.normal(size=(20, 32)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    stored = store.StoredIndex({}, {}, [], [], new_flat_index(vectors, 32), None, None)
+    stored = store.StoredIndex({}, {}, [], new_flat_index(vectors, 32), None, None)
 
     scores, ids = stored.search(queries, 10)
     brute = queries @ vectors.T

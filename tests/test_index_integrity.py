@@ -19,6 +19,7 @@ import pytest
 
 from bot import store
 from bot.errors import IndexCorruptError, IndexMismatchError
+from bot.faulttest import reorder_chunk_rows
 from bot.indexing import build_index, index_is_stale
 from bot.store import current_build_id, load_index
 from tests.helpers import FakeEmbedder, REPO, make_settings, small_corpus, write_article
@@ -70,7 +71,7 @@ def test_manifest_lists_every_file_of_the_build_with_its_sha256(built):
     manifest = json.loads((folder / "manifest.json").read_text())
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
-    segment = {_segment_file(built, n) for n in ("vectors.npy", "chunks.jsonl", "articles.jsonl", "terms.jsonl", "notes.jsonl")}
+    segment = {_segment_file(built, n) for n in ("vectors.npy", "chunks.npy", "texts.bin", "articles.jsonl", "terms.jsonl", "notes.jsonl")}
     assert segment | {"lexical/size.txt", "vocabulary.json"} <= on_disk
     for name, entry in manifest["files"].items():
         data = (folder / name).read_bytes()
@@ -78,10 +79,21 @@ def test_manifest_lists_every_file_of_the_build_with_its_sha256(built):
 
 
 def test_reordered_chunks_are_refused_and_the_message_names_the_file(built):
-    name = _segment_file(built, "chunks.jsonl")
+    name = _segment_file(built, "chunks.npy")
     path = _build_dir(built) / name
-    lines = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(reversed(lines)))  # same bytes, same count: only the order is wrong
+    size = path.stat().st_size
+    reorder_chunk_rows(path)  # same bytes, same count: only the order is wrong
+    assert path.stat().st_size == size
+    _refused(built, name, "checksum")
+
+
+def test_a_changed_article_text_is_refused(built):
+    # The texts stay on disk (memory-mapped) while serving, but are checked on load like the rest.
+    name = _segment_file(built, "texts.bin")
+    path = _build_dir(built) / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
     _refused(built, name, "checksum")
 
 
@@ -101,7 +113,7 @@ def test_a_truncated_vectors_file_is_refused(built):
     _refused(built, name, "truncated")
 
 
-@pytest.mark.parametrize("name", ["chunks.jsonl", "vectors.npy", "terms.jsonl", "lexical/document_frequency.json", "vocabulary.json"])
+@pytest.mark.parametrize("name", ["chunks.npy", "texts.bin", "vectors.npy", "terms.jsonl", "lexical/document_frequency.json", "vocabulary.json"])
 def test_a_missing_file_is_refused(built, name):
     # lexical/document_frequency.json is the nasty one: without it BM25 loads with no idf.
     name = name if "/" in name or name == "vocabulary.json" else _segment_file(built, name)
@@ -188,8 +200,9 @@ def test_load_reads_one_build_even_if_current_is_swapped_during_load(built, monk
     assert index.path == first and index.build_id == first.name
     assert len(index.articles) == index.manifest["articles_total"] == 3 and "new.md" not in index.articles
     assert set(index.articles) == set(index.manifest["articles"])
-    on_disk = [json.loads(line)["embed_key"] for line in (first / _segment_file(built, "chunks.jsonl")).read_text().splitlines()]
-    assert index.embed_keys == on_disk and index.vectors.ntotal == len(on_disk) == index.manifest["chunks_total"]
+    on_disk = np.load(first / _segment_file(built, "chunks.npy"))
+    assert [(c.start, c.end) for c in index.chunks] == [(int(r["start"]), int(r["end"])) for r in on_disk]
+    assert index.vectors.ntotal == len(on_disk) == index.manifest["chunks_total"]
 
 
 # -- sequence numbers -------------------------------------------------------------------------
@@ -365,9 +378,7 @@ def test_a_running_answerer_keeps_its_index_when_a_rebuilt_one_is_damaged(built,
     serving = answerer.build_id
     write_article(built.corpus_dir, "new.md", "Article new", "A new article about topic9 and more.", source="Wire")
     build_index(built, FakeEmbedder(), progress=False)
-    chunks = _build_dir(built) / _segment_file(built, "chunks.jsonl")
-    lines = chunks.read_text().splitlines()
-    chunks.write_text("\n".join(reversed(lines)) + "\n")
+    reorder_chunk_rows(_build_dir(built) / _segment_file(built, "chunks.npy"))
     with pytest.raises(IndexCorruptError):
         answerer.reload_if_changed()
     assert answerer.build_id == serving

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bot import indexing
+from bot.faulttest import reorder_chunk_rows
 from bot.indexing import build_index, header
 from bot.lexical import LexicalIndex
 from bot.names import Vocabulary
@@ -88,9 +89,8 @@ def test_nothing_changed_is_answered_from_the_manifest(settings):
 
 def test_a_damaged_build_is_not_taken_for_a_no_op(settings):
     manifest = _manifest(settings)
-    name = f"segments/{manifest['segments'][0]['name']}/chunks.jsonl"
-    path = settings.index_dir / "current" / name
-    path.write_text("".join(reversed(path.read_text().splitlines(keepends=True))))
+    name = f"segments/{manifest['segments'][0]['name']}/chunks.npy"
+    reorder_chunk_rows(settings.index_dir / "current" / name)
     report = build_index(settings, FakeEmbedder(), progress=False)
     assert report.full and report.chunks_embedded > 0
     load_index(settings.index_dir)
@@ -106,7 +106,7 @@ def test_adding_an_article_writes_one_segment_and_links_the_rest(settings, tmp_p
     assert [s["name"] for s in manifest["segments"]][0] == old_segment and len(manifest["segments"]) == 2
     assert manifest["segments"][1]["articles"] == ["new.md"]
     second = settings.index_dir / current_build_id(settings.index_dir)
-    for name in ("chunks.jsonl", "vectors.npy", "articles.jsonl", "terms.jsonl"):
+    for name in ("chunks.npy", "texts.bin", "vectors.npy", "articles.jsonl", "terms.jsonl"):
         old, new = first / "segments" / old_segment / name, second / "segments" / old_segment / name
         assert os.path.samefile(old, new)  # shared, not rewritten
     _assert_same_as_a_build_from_scratch(settings, tmp_path)
