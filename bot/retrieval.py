@@ -26,6 +26,7 @@ from bot.embedding import Embedder
 from bot.errors import BotError
 from bot.lexical import term_coverage, tokenize
 from bot.query import QueryHints, SourceMatcher, near_dates, parse_query
+from bot.rows import group_rows, rows_by_article
 from bot.store import StoredIndex, check_dimension
 from bot.text import grow_window, sentence_spans
 from bot.types import Hit
@@ -204,7 +205,7 @@ class Retriever:
         self._sentences_lock = threading.Lock()
         self._row_start = np.asarray(chunks.start, dtype=np.int64)
         self._row_end = np.asarray(chunks.end, dtype=np.int64)
-        self._rows_of_article = {article_ids[no]: rows for no, rows in _group_rows(article_no).items()}
+        self._rows_of_article = rows_by_article(chunks)
         # Per-value tables: the rows a named outlet, day or month lifts, without a scan.
         self._rows_by_source = _rows_by(self._row_source_name)
         self._rows_by_date = _rows_by(self._row_date)
@@ -624,22 +625,13 @@ def _between(dates: np.ndarray, since: str | None, until: str | None) -> np.ndar
     return np.array([bool(d) and lo <= d <= hi for d in dates], dtype=bool)
 
 
-def _group_rows(keys: np.ndarray) -> dict[int, np.ndarray]:
-    """key -> the rows holding it (ascending), for integer keys, without a Python loop over rows."""
-    if not len(keys):
-        return {}
-    order = np.argsort(keys, kind="stable")
-    values, starts = np.unique(keys[order], return_index=True)
-    return {int(v): rows for v, rows in zip(values, np.split(order, starts[1:]))}
-
-
 def _rows_by(values: np.ndarray) -> dict[str, np.ndarray]:
     """value -> the rows holding it (ascending), empty values left out."""
     filled = np.flatnonzero(values != "")
     if not len(filled):
         return {}
     names, codes = np.unique(values[filled].astype(str), return_inverse=True)
-    return {str(names[code]): filled[rows] for code, rows in _group_rows(codes).items()}
+    return {str(names[code]): filled[rows] for code, rows in group_rows(codes).items()}
 
 
 class _TextScorer:

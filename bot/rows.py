@@ -119,5 +119,21 @@ class ChunkTable(Sequence[Chunk]):
         return Chunk(article_id, int(self.ordinal[row]), start, end, self._articles.text(article_id)[start:end], int(self.token_count[row]))
 
 
-def without_text(article: Article) -> Article:
-    return dataclasses.replace(article, text="")
+def group_rows(keys: np.ndarray) -> dict[int, np.ndarray]:
+    """key -> the rows holding it (ascending), for integer keys, without a Python loop over rows."""
+    keys = np.asarray(keys)
+    if not len(keys):
+        return {}
+    order = np.argsort(keys, kind="stable")
+    values, starts = np.unique(keys[order], return_index=True)
+    return {int(v): rows for v, rows in zip(values, np.split(order, starts[1:]))}
+
+
+def rows_by_article(chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
+    """article id -> its chunk rows (ascending): from the columns for a ``ChunkTable``."""
+    if isinstance(chunks, ChunkTable):
+        return {chunks.article_ids[no]: rows for no, rows in group_rows(chunks.article_no).items()}
+    ids: dict[str, int] = {}
+    numbers = np.array([ids.setdefault(c.article_id, len(ids)) for c in chunks], dtype=np.int64)
+    names = list(ids)
+    return {names[no]: rows for no, rows in group_rows(numbers).items()}

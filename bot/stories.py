@@ -23,6 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
+from bot.rows import rows_by_article
 from bot.types import Article, Chunk
 
 
@@ -77,14 +78,11 @@ def article_vectors(chunks: Sequence[Chunk], vectors_of, article_ids: Sequence[s
     """The normalised mean of each article's chunk vectors (rows in ``article_ids`` order;
     an article without chunks gets a zero vector, alike to nothing). ``vectors_of``: the
     store's ``VectorStore.vectors_of`` (row i is chunk i)."""
-    rows: dict[str, list[int]] = {a: [] for a in article_ids}
-    for row, chunk in enumerate(chunks):
-        if chunk.article_id in rows:
-            rows[chunk.article_id].append(row)
+    rows = rows_by_article(chunks)
     means = []
     dimension = None
     for article_id in article_ids:
-        if rows[article_id]:
+        if len(rows.get(article_id, ())):
             mean = np.asarray(vectors_of(rows[article_id]), dtype=np.float32).mean(axis=0)
             dimension = mean.shape[0]
             means.append(mean)
@@ -115,12 +113,26 @@ def alike_pairs(articles: Sequence[Article], vectors: np.ndarray, params: StoryP
     codes: dict[str, int] = {}
     outlets = np.array([-1 if (k := outlet_key(a.source)) is None else codes.setdefault(k, len(codes)) for a in articles])
     days = np.array([np.nan if (d := _day(a)) is None else float(d.toordinal()) for a in articles])
+    # Blocks of articles in date order, each compared only with the articles dated within
+    # ``params.days`` of it (and the undated ones): an archive of years costs days, not n x n.
+    order = np.argsort(days, kind="stable")  # undated (NaN) last
+    sorted_days = days[order]
+    undated = order[np.isnan(sorted_days)]
+    everyone = np.arange(len(articles))
     found = []
     for start in range(0, len(articles), PAIR_BLOCK):
-        cosines = vectors[start : start + PAIR_BLOCK] @ vectors.T
-        rows, cols = np.nonzero(cosines >= threshold)
-        values = cosines[rows, cols]
-        rows = rows + start
+        block = order[start : start + PAIR_BLOCK]
+        block_days = days[block]
+        if np.isnan(block_days).any():
+            others = everyone
+        else:
+            lo = np.searchsorted(sorted_days, block_days.min() - params.days, "left")
+            hi = np.searchsorted(sorted_days, block_days.max() + params.days, "right")
+            others = np.concatenate([order[lo:hi], undated])
+        cosines = vectors[block] @ vectors[others].T
+        at, to = np.nonzero(cosines >= threshold)
+        values = cosines[at, to]
+        rows, cols = block[at], others[to]
         gap = np.abs(days[rows] - days[cols])
         keep = ((cols > rows) & (outlets[rows] >= 0) & (outlets[cols] >= 0) & (outlets[rows] != outlets[cols])
                 & (np.isnan(gap) | (gap <= params.days)))
@@ -164,7 +176,7 @@ def group_stories(articles: Sequence[Article], vectors: np.ndarray, params: Stor
 
 def stories_of_index(index, params: StoryParams | None = None) -> Stories:
     """The story groups of a loaded ``StoredIndex``, from the vectors its store holds."""
-    articles = list(index.articles.values())
+    articles = list(index.articles.metadata())  # outlets and dates: no text is read
     vectors = article_vectors(index.chunks, index.vectors.vectors_of, [a.article_id for a in articles])
     return group_stories(articles, vectors, params)
 

@@ -184,3 +184,28 @@ def test_also_reported_is_escaped_in_telegram_html():
     answer = Answer("q", True, (Passage(1, shown, 0, 18, 1.0, 0, 18),), "Water flows again.", 1, also_reported=(named,))
     [message] = render_answer(answer)
     assert 'Also reported by <a href="https://x.org/?a=1&amp;b=&quot;2&quot;">&lt;b&gt;The &amp; News&lt;/b&gt;</a>' in message
+
+
+def test_pairs_compared_by_date_window_are_the_pairs_of_every_article_against_every_other(monkeypatch):
+    """Blocks of articles are compared only with those dated within the window (and the
+    undated): the pairs must be exactly those of the all-pairs comparison."""
+    import datetime
+
+    from bot import stories
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(6, 16))  # six events, many reports of each, with noise
+    articles, rows = [], []
+    for n in range(120):
+        event = n % 6
+        day = None if n % 17 == 0 else (datetime.date(2024, 1, 1) + datetime.timedelta(days=int(rng.integers(0, 40)))).isoformat()
+        articles.append(article(f"a{n}", ["Dawn", "The News", "Geo", None][n % 4], day))
+        rows.append(base[event] + rng.normal(scale=0.3, size=16))
+    vectors = np.array(rows, dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    monkeypatch.setattr(stories, "PAIR_BLOCK", 7)
+    found = stories.alike_pairs(articles, vectors, PARAMS)
+    monkeypatch.setattr(stories, "PAIR_BLOCK", 10_000)  # one block: everything against everything
+    everything = stories.alike_pairs(articles, vectors, PARAMS)
+    assert len(found[0]) > 20
+    assert sorted(zip(*found[:2])) == sorted(zip(*everything[:2]))
