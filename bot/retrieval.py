@@ -194,10 +194,11 @@ class Retriever:
         self._n_articles = len(article_ids)
         self._article_source = np.array([_normalize_source(metadata[a].source or "") for a in article_ids], dtype=object)
         self._article_date = np.array([metadata[a].date or "" for a in article_ids], dtype=object)
-        self._row_source = self._article_source[article_no]
-        self._row_source_name = np.array([metadata[a].source or "" for a in article_ids], dtype=object)[article_no]
+        source_names = np.array([metadata[a].source or "" for a in article_ids], dtype=object)
+        months = np.array([d[:7] for d in self._article_date], dtype=object)
+        self._row_source_name = source_names[article_no]
         self._row_date = self._article_date[article_no]
-        self._row_month = np.array([d[:7] for d in self._article_date], dtype=object)[article_no]
+        self._row_month = months[article_no]
         self.source_matcher = SourceMatcher({a.source for a in metadata.values() if a.source})
         years = sorted(a.date[:4] for a in metadata.values() if a.date)
         self._default_year = int(years[len(years) // 2]) if years else None
@@ -206,13 +207,17 @@ class Retriever:
         self._row_start = np.asarray(chunks.start, dtype=np.int64)
         self._row_end = np.asarray(chunks.end, dtype=np.int64)
         self._rows_of_article = rows_by_article(chunks)
-        # Per-value tables: the rows a named outlet, day or month lifts, without a scan.
-        self._rows_by_source = _rows_by(self._row_source_name)
-        self._rows_by_date = _rows_by(self._row_date)
-        self._rows_by_month = _rows_by(self._row_month)
-        dated = np.flatnonzero(self._row_date != "")
-        order = np.argsort(self._row_date[dated].astype(str), kind="stable") if len(dated) else dated
-        self._rows_by_day_order = dated[order]
+        # Per-value tables: the rows a named outlet, day or month lifts, without a scan
+        # (values are sorted per article, then spread to the rows: no sort of a million strings).
+        self._rows_by_source = _rows_by(source_names, article_no)
+        self._rows_by_date = _rows_by(self._article_date, article_no)
+        self._rows_by_month = _rows_by(months, article_no)
+        dated = np.flatnonzero(self._article_date != "")
+        rank = np.full(len(article_ids), -1, dtype=np.int64)  # an article's place in date order
+        rank[dated[np.argsort(self._article_date[dated].astype(str), kind="stable")]] = np.arange(len(dated))
+        row_rank = rank[article_no]
+        dated_rows = np.flatnonzero(row_rank >= 0)
+        self._rows_by_day_order = dated_rows[np.argsort(row_rank[dated_rows], kind="stable")]
         self._sorted_dates = self._row_date[self._rows_by_day_order].astype(str)
 
     # -- scoring -------------------------------------------------------------------
@@ -625,13 +630,17 @@ def _between(dates: np.ndarray, since: str | None, until: str | None) -> np.ndar
     return np.array([bool(d) and lo <= d <= hi for d in dates], dtype=bool)
 
 
-def _rows_by(values: np.ndarray) -> dict[str, np.ndarray]:
-    """value -> the rows holding it (ascending), empty values left out."""
-    filled = np.flatnonzero(values != "")
+def _rows_by(article_values: np.ndarray, article_no: np.ndarray) -> dict[str, np.ndarray]:
+    """value -> the rows whose article holds it (ascending), empty values left out."""
+    filled = np.flatnonzero(article_values != "")
     if not len(filled):
         return {}
-    names, codes = np.unique(values[filled].astype(str), return_inverse=True)
-    return {str(names[code]): filled[rows] for code, rows in group_rows(codes).items()}
+    names, codes = np.unique(article_values[filled].astype(str), return_inverse=True)
+    article_code = np.full(len(article_values), -1, dtype=np.int64)
+    article_code[filled] = codes
+    row_code = article_code[article_no]
+    rows = np.flatnonzero(row_code >= 0)
+    return {str(names[code]): rows[at] for code, at in group_rows(row_code[rows]).items()}
 
 
 class _TextScorer:
