@@ -228,3 +228,33 @@ def test_the_retriever_holds_no_copy_of_the_vectors(built, fake_embedder):
     shape = (len(index.chunks), 64)
     assert not [name for name, value in vars(retriever).items() if isinstance(value, np.ndarray) and value.shape == shape]
     assert retriever.search("topic1 item3", 3)  # and it still searches, through the store
+
+
+def test_loading_holds_no_article_text_until_a_chunk_is_read(tmp_path, fake_embedder):
+    """Texts stay in the segments' texts.bin (memory-mapped) when an index is loaded: what the
+    loaded index holds in Python is far less than the texts, and reading a chunk gives its text."""
+    import tracemalloc
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(4):
+        # Long texts of few distinct words: what loading may hold grows with the vocabulary and
+        # the rows, not with the length of the texts.
+        sentences = " ".join(f"A sentence of report {i} names the council and its budget." for _ in range(3000))
+        write_article(corpus, f"long{i}.md", f"Long report {i}", sentences, source="Wire", date="2024-01-0" + str(i + 1))
+    settings = make_settings(tmp_path, corpus, CHUNK_TOKENS="200", CHUNK_OVERLAP_TOKENS="0")
+    build_index(settings, fake_embedder, progress=False)
+    text_bytes = sum(p.stat().st_size for p in (settings.index_dir / "current").glob("segments/*/texts.bin"))
+    assert text_bytes > 600_000
+
+    tracemalloc.start()
+    try:
+        index = load_index(settings.index_dir)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < text_bytes / 4
+    row = len(index.chunks) // 2
+    chunk = index.chunks[row]
+    assert chunk.text and chunk.text == index.articles[chunk.article_id].text[chunk.start : chunk.end]
+    assert [a.text for a in index.articles.metadata()] == [""] * 4  # listings read no text
