@@ -39,21 +39,23 @@ SECRET = "TELEGRAM_BOT_TOKEN=123456789:SECRET-never-quote-me"
 REBUILD_HINT = "python -m bot index"
 
 
-def _write(path: Path, content: str | bytes) -> None:
+def write_file(path: Path, content: str | bytes) -> Path:
+    """A file with the given text (UTF-8) or bytes, folders created."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, bytes):
         path.write_bytes(content)
     else:
         path.write_text(content, encoding="utf-8")
+    return path
 
 
 def hostile_corpus(root: Path, max_bytes: int) -> tuple[Path, dict[str, str]]:
     """A corpus of good articles and hostile files; returns it and {hostile path: what it is}."""
     corpus, outside = root / "corpus", root / "outside"
     for name, text in GOOD_ARTICLES.items():
-        _write(corpus / name, text)
-    _write(outside / ".env", SECRET + "\n")
-    _write(outside / "secret.txt", "Secret headline\n\n" + SECRET + "\n")
+        write_file(corpus / name, text)
+    write_file(outside / ".env", SECRET + "\n")
+    write_file(outside / "secret.txt", "Secret headline\n\n" + SECRET + "\n")
     hostile = {}
     (corpus / "outside_link.txt").symlink_to(outside / "secret.txt")
     hostile["outside_link.txt"] = "link to a file outside the corpus"
@@ -63,19 +65,19 @@ def hostile_corpus(root: Path, max_bytes: int) -> tuple[Path, dict[str, str]]:
     (corpus / "b.txt").symlink_to("a.txt")
     hostile["a.txt"] = hostile["b.txt"] = "symbolic link loop"
     depth = 100_000
-    _write(corpus / "deep.json", "[" * depth + "]" * depth)
+    write_file(corpus / "deep.json", "[" * depth + "]" * depth)
     hostile["deep.json"] = "JSON nested 100,000 deep"
-    _write(corpus / "big.txt", "Big headline\n\n" + "word " * (max_bytes // 5 + 10))
+    write_file(corpus / "big.txt", "Big headline\n\n" + "word " * (max_bytes // 5 + 10))
     hostile["big.txt"] = "file above MAX_ARTICLE_BYTES"
-    _write(corpus / "nul.txt", b"Looks like text\n\n\x00\x01\x02 but holds NUL bytes\n")
+    write_file(corpus / "nul.txt", b"Looks like text\n\n\x00\x01\x02 but holds NUL bytes\n")
     hostile["nul.txt"] = "binary file"
-    _write(corpus / "latin1.md", bytes(range(0x80, 0x100)) * 4)
+    write_file(corpus / "latin1.md", bytes(range(0x80, 0x100)) * 4)
     hostile["latin1.md"] = "not UTF-8"
     if hasattr(os, "mkfifo"):
         os.mkfifo(corpus / "pipe.txt")
         hostile["pipe.txt"] = "named pipe"
     # indexed, its impossible date dropped with a warning
-    _write(corpus / "bad_date.md", "---\ntitle: Impossible date\ndate: 2025-13-45\n---\n\nThe text itself is fine.\n")
+    write_file(corpus / "bad_date.md", "---\ntitle: Impossible date\ndate: 2025-13-45\n---\n\nThe text itself is fine.\n")
     return corpus, hostile
 
 
@@ -163,7 +165,7 @@ def check_corrupt_indexes(work: Path, settings: Settings, embedder) -> dict:
 
     corpus = work / "good" / "corpus"
     for name, text in GOOD_ARTICLES.items():
-        _write(corpus / name, text)
+        write_file(corpus / name, text)
     good = dataclasses.replace(settings, corpus_dir=corpus, index_dir=work / "good" / "index")
     build_index(good, embedder, progress=False)
     kinds = {}
@@ -193,7 +195,7 @@ def check_leftovers(work: Path, settings: Settings, embedder) -> dict:
     stale = good.index_dir / ".build-20991231T235959-deadbeef.partial"  # what SIGKILL mid-write leaves
     (stale / "lexical").mkdir(parents=True)
     (stale / "vectors.faiss").write_bytes(b"half a file")
-    _write(good.corpus_dir / "late.md", "Late news\n\nA late article arrives after the killed build.\n")
+    write_file(good.corpus_dir / "late.md", "Late news\n\nA late article arrives after the killed build.\n")
     build_index(good, embedder, progress=False)
     left = sorted(p.name for p in good.index_dir.glob(".*partial"))
     return {"leftovers_after_next_build": len(left), "detail": left, "new_build_serves": "late.md" in load_index(good.index_dir).articles}

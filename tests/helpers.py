@@ -12,6 +12,7 @@ import numpy as np
 
 from bot.config import Settings
 from bot.embedding import normalize
+from bot.faulttest import write_file
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_CORPUS = REPO / "corpus"
@@ -65,14 +66,7 @@ def write_article(folder: Path, name: str, title: str, body: str, **meta: str) -
     return path
 
 
-def write(path: Path, content: str | bytes) -> Path:
-    """A file with the given text (UTF-8) or bytes, folders created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
+write = write_file  # a file with the given text (UTF-8) or bytes, folders created
 
 
 def small_corpus(tmp_path: Path, count: int = 3) -> Path:
