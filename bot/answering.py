@@ -29,7 +29,7 @@ from datetime import date
 from functools import lru_cache
 
 from bot.lexical import tokenize
-from bot.names import spelling_key
+from bot.names import ORGANISATION_WORDS, spelling_key
 from bot.query import DAY_WORDS, MONTH_WORDS
 from bot.text import grow_window, is_boilerplate, sentence_spans
 from bot.types import Answer, Article, Hit, Passage
@@ -354,11 +354,8 @@ def _doer_evidence(question: str) -> Callable[[str], bool] | None:
 
 
 # The last word of a capitalised run that is a body or a place, not a person
-_NOT_PEOPLE = {
-    "assembly", "party", "movement", "group", "league", "house", "committee", "government", "pakistan", "karachi",
-    "sindh", "punjab", "court", "commission", "council", "front", "alliance", "town", "city", "province", "islami",
-    "insaf", "tehreek", "tehreek-i-insaf", "jamaat-i-islami", "nawaz", "parliamentarians", "programme", "program",
-}  # fmt: skip
+# Besides organisations: a province, a party's suffix ("PML-Nawaz", "PPP-Parliamentarians"), a scheme.
+_NOT_PEOPLE = ORGANISATION_WORDS | {"punjab", "province", "nawaz", "parliamentarians", "programme", "program"}
 _AGE = re.compile(r"\b\d{1,3}(?:-year-old|\s+years?\s+old)\b|\baged\s+\d{1,3}\b|\bage\s+(?:of\s+)?\d{1,3}\b", re.IGNORECASE)
 _LESSER_ROLE = re.compile(r"\b(?:deputy|vice|assistant|acting|former|ex|joint|co)[\s-]+$", re.IGNORECASE)
 _WHO_HOLDS = re.compile(

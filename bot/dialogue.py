@@ -27,6 +27,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from bot.names import ORGANISATION_WORDS
+
 QUESTION, FOLLOW_UP, SMALL_TALK, COMMAND, NOISE = "question", "follow_up", "small_talk", "command", "noise"
 
 CONTEXT_SECONDS = 30 * 60  # a follow-up more than half an hour later starts afresh
@@ -353,21 +355,13 @@ class Resolved:
     focus: str | None = None  # "and what about X?": the answer must be about X
 
 
-_ORGANISATION_WORDS = {
-    "party", "movement", "group", "assembly", "league", "committee", "government", "house", "town", "city", "council",
-    "court", "commission", "board", "bank", "ministry", "office", "front", "alliance", "federation", "union", "club",
-    "company", "corporation", "association", "forum", "pakistan", "london", "karachi", "sindh", "organisation",
-    "organization", "insaf", "islami", "tehreek", "tehreek-i-insaf", "jamaat-i-islami",
-}  # fmt: skip
-
-
 def _shape(name: str) -> str:
     words = name.split()
     if len(words) == 1 and re.fullmatch(r"[A-Z][A-Z0-9-]+", words[0]):
         return "acronym"
     if words[0].rstrip(".") in _TITLES:
         return "person"  # "Dr Nusrat"
-    if any(w.lower().strip("’'s") in _ORGANISATION_WORDS or re.fullmatch(r"[A-Z]{2,}\S*", w) or re.search(r"-(?:based|led)$", w) for w in words):
+    if any(w.lower().strip("’'s") in ORGANISATION_WORDS or re.fullmatch(r"[A-Z]{2,}\S*", w) or re.search(r"-(?:based|led)$", w) for w in words):
         return "organisation"  # "Voice of Karachi", "London-based MQM"
     return "person" if len(words) >= 2 else "word"
 
@@ -402,7 +396,7 @@ def _subject_for(pronouns: set[str], previous: Turn) -> str | None:
     return None
 
 
-_GROUP_WORD = r"(?:" + "|".join(sorted(_ORGANISATION_WORDS, key=len, reverse=True)) + r")\b"
+_GROUP_WORD = r"(?:" + "|".join(sorted(ORGANISATION_WORDS, key=len, reverse=True)) + r")\b"
 
 
 def _names_a_group(name: str, question: str) -> bool:

@@ -42,6 +42,17 @@ MIN_NAME_LENGTH = 4  # "PPP", "JI", "Dr": too short to guess at
 TYPO_MAX_COUNT = 1
 
 
+# Last words of names that are organisations and places, not people ("the Rabita Committee",
+# "Tehreek-i-Insaf"): what a "who" answer must not offer as its person, and what makes a
+# follow-up's name say which group rather than who.
+ORGANISATION_WORDS = frozenset({
+    "party", "movement", "group", "assembly", "league", "committee", "government", "house", "town", "city", "council",
+    "court", "commission", "board", "bank", "ministry", "office", "front", "alliance", "federation", "union", "club",
+    "company", "corporation", "association", "forum", "pakistan", "london", "karachi", "sindh", "organisation",
+    "organization", "insaf", "islami", "tehreek", "tehreek-i-insaf", "jamaat-i-islami",
+})  # fmt: skip
+
+
 def spelling_key(word: str) -> str:
     """One key for the spellings of a name that differ only in transliteration."""
     key = re.sub(r"[^a-z]", "", word.lower())
