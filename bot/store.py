@@ -9,10 +9,12 @@ An index is a directory that describes itself:
   build hard-links them instead of rewriting them: ``articles.jsonl`` (the cleaned
   articles every chunk offset points into), ``chunks.jsonl`` (one chunk and the content
   hash of what was embedded per line), ``vectors.npy`` (unit float32 rows, so inner
-  products are cosines), ``terms.jsonl`` (the BM25 terms per chunk) and ``notes.jsonl``;
+  products are cosines), ``terms.jsonl`` (the BM25 terms per chunk, read only to merge
+  segments), ``postings_*`` (their BM25 postings, ``bot.lexical.SegmentPostings``) and ``notes.jsonl``;
   an article a later build removed or replaced is listed as ``dead`` in its segment's
   manifest entry and skipped on load;
-- ``lexical/``: the BM25 index over the live rows; ``vocabulary.json``: their word counts.
+- ``vocabulary.json``: the word counts of the live rows. (BM25 has no global files: its
+  statistics over the live rows are computed from the segments' postings on load.)
 
 Row contract: the live rows of the segments, in manifest order, are FAISS ids 0..n-1 and
 BM25 documents 0..n-1 (the positional contract the tests check).
@@ -54,7 +56,7 @@ import faiss
 import numpy as np
 
 from bot.errors import BotError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from bot.lexical import LexicalIndex
+from bot.lexical import POSTINGS_FILES, LexicalIndex, SegmentPostings, write_postings
 from bot.types import Article, Chunk
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,8 @@ log = logging.getLogger(__name__)
 # 2: the manifest records build_seq, created_at, per-file sha256 ("files") and its own hash.
 # 3: rows live in segments shared between builds, with dead (removed or replaced) articles
 #    listed per segment; BM25 terms, per-article notes and the vocabulary counts are stored.
-FORMAT_VERSION = 3
+# 4: each segment stores its BM25 postings (no global lexical/ folder, nothing rebuilt from all terms).
+FORMAT_VERSION = 4
 CURRENT_LINK = "current"
 LOCK_FILE = ".build.lock"
 SEQ_FILE = ".build.seq"  # the last build_seq handed out (written under the build lock)
@@ -77,7 +80,7 @@ MANIFEST = "manifest.json"
 SEGMENTS = "segments"
 VOCABULARY = "vocabulary.json"
 _SEGMENT_FILES = ("articles.jsonl", "notes.jsonl", "chunks.jsonl", "terms.jsonl", "vectors.npy")
-_REQUIRED_FILES = ("lexical/size.txt", VOCABULARY)
+_REQUIRED_FILES = (VOCABULARY,)
 _REBUILD = "rebuild it with `python -m bot index --full`"
 
 # Bound the threads FAISS uses: the machine has 2 cores and the bot also serves requests.
@@ -620,6 +623,7 @@ def _write_segment(folder: Path, segment: Segment) -> None:
         for chunk, terms in zip(segment.chunks, segment.terms):  # the article id: dead rows are skipped unparsed
             out.write(json.dumps([chunk.article_id, terms], ensure_ascii=False) + "\n")
     np.save(folder / "vectors.npy", np.ascontiguousarray(segment.vectors, dtype=np.float32), allow_pickle=False)
+    write_postings(folder, segment.terms, [c.article_id for c in segment.chunks], [a.article_id for a in segment.articles])
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -638,7 +642,6 @@ def write_build(
     kept: list[dict],
     previous: dict | None,
     added: Segment | None,
-    lexical_terms: list[list[str]],
     vocabulary: dict,
     approximate_above: int | None = None,
 ) -> Path:
@@ -646,8 +649,8 @@ def write_build(
 
     ``kept``: manifest entries of the segments of the build ``previous`` (its manifest) that
     this build keeps, their ``dead`` lists updated; their files are hard-linked and their
-    checksums carried over, so an update costs what it adds. ``added``: the new segment.
-    ``lexical_terms[i]``: the BM25 terms of live row i (segments in order, dead rows skipped).
+    checksums carried over, so an update costs what it adds. ``added``: the new segment
+    (its BM25 postings written with it: nothing lexical is rebuilt from the kept segments).
     ``vocabulary``: the running word counts of the live articles (``bot.names``).
     ``approximate_above``: with more live rows than this, an HNSW graph is stored as well
     (added to the previous build's graph when this build only appends rows) and its measured
@@ -679,11 +682,11 @@ def write_build(
                 _write_segment(staging / SEGMENTS / name, added)
                 segments.append(segment_entry(name, added))
                 written.extend((staging / SEGMENTS / name).iterdir())
-            LexicalIndex.from_terms(lexical_terms).save(staging / "lexical")
             (staging / VOCABULARY).write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
-            written.extend([*(staging / "lexical").iterdir(), staging / VOCABULARY])
+            written.append(staging / VOCABULARY)
+            live_rows = sum(int(e["live_rows"]) for e in segments)
             approximate = None
-            if approximate_above is not None and len(lexical_terms) > approximate_above:
+            if approximate_above is not None and live_rows > approximate_above:
                 approximate = _write_graph(staging, index_dir, previous, kept, added, files, approximate_above)
                 written.append(staging / APPROXIMATE_FILE)
             # Hash what is on disk (not what we meant to write), and make it durable: a
@@ -699,7 +702,7 @@ def write_build(
                 "build_seq": seq,
                 "created_at": time.time(),
                 "segments": segments,
-                "chunks_total": len(lexical_terms),
+                "chunks_total": live_rows,
                 "articles_total": len(manifest.get("articles", {})),
                 "files": dict(sorted(files.items())),
                 "approximate": approximate,
@@ -887,7 +890,7 @@ class _Verifier:
         segments = manifest.get("segments")
         if not isinstance(segments, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in segments):
             raise self.fail(MANIFEST, "lists no valid segments")
-        required = [*_REQUIRED_FILES, *(f"{SEGMENTS}/{e['name']}/{n}" for e in segments for n in _SEGMENT_FILES)]
+        required = [*_REQUIRED_FILES, *(f"{SEGMENTS}/{e['name']}/{n}" for e in segments for n in (*_SEGMENT_FILES, *POSTINGS_FILES))]
         if manifest.get("approximate"):
             required.append(APPROXIMATE_FILE)
         for name in required:
@@ -972,21 +975,6 @@ def _live_terms(raw: bytes, dead: set[str]) -> list[list[str]]:
     return terms
 
 
-def read_terms(index_dir: Path, manifest: dict, entries: list[dict]) -> list[list[str]]:
-    """The BM25 terms of the live rows of ``entries`` (segments of the build ``manifest``
-    describes, their ``dead`` lists as given), in row order, checked against the checksums."""
-    folder = Path(index_dir) / manifest["build_id"]
-    verifier = _Verifier(folder, Path(index_dir))
-    terms: list[list[str]] = []
-    try:
-        for entry in entries:
-            name = f"{SEGMENTS}/{entry['name']}/terms.jsonl"
-            terms.extend(_live_terms(verifier.read(name, manifest["files"][name]), set(entry.get("dead", ()))))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
-    return terms
-
-
 def read_vocabulary(index_dir: Path, manifest: dict) -> dict:
     """The word counts stored with the build ``manifest`` describes (checked)."""
     folder = Path(index_dir) / manifest["build_id"]
@@ -1022,7 +1010,6 @@ def load_index(index_dir: Path, expected: dict | None = None, vector_store=None)
     ``(vectors, dimension, build_id) -> VectorStore`` (default: the local FAISS store).
     """
     folder, manifest, verifier, files = _open_build(index_dir, expected)
-    # Lexical files are read by bm25s itself: verify them first, then let it read them.
     data = {name: verifier.read(name, entry) for name, entry in files.items()}
     try:
         parts = []
@@ -1039,7 +1026,8 @@ def load_index(index_dir: Path, expected: dict | None = None, vector_store=None)
         else:
             make_store = vector_store or (lambda rows_vectors, dimension, _build: new_flat_index(rows_vectors, dimension))
             vectors = make_store(rows.vectors, int(manifest["dimension"]), folder.name)
-        lexical = LexicalIndex.load(folder / "lexical")
+        lexical = LexicalIndex([SegmentPostings.read(lambda name, prefix=f"{SEGMENTS}/{e['name']}/": data[prefix + name],
+                                                     e["articles"], e.get("dead", ())) for e in manifest["segments"]])
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
     if not (len(vectors) == len(rows.chunks) == lexical.size):
