@@ -144,27 +144,53 @@ class SegmentPostings:
         return frequency - np.add.reduceat(dead_postings, self.indptr[:-1])
 
 
+class _ScoredSegment:
+    """One segment's postings as a loaded index uses them: each row's index row (``targets``,
+    -1 for dead rows) and each term's live document frequency."""
+
+    def __init__(self, postings: SegmentPostings, offset: int):
+        self.postings = postings
+        self.term_ids, self.vocabulary = postings.term_ids, postings.vocabulary
+        self.live_frequency = postings.live_document_frequency()
+        self.all_live = bool(postings.live.all())
+        self.targets = np.where(postings.live, np.cumsum(postings.live) - 1 + offset, -1).astype(np.int32)
+
+    def term_scores(self, term_id: int, idf: np.float32, average_length: float) -> tuple[np.ndarray, np.ndarray]:
+        """(index rows, BM25 scores) of the live rows holding term ``term_id``, as bm25s computes
+        them: idf and term frequency as float32, the length normalisation in float64, the
+        product stored as float32."""
+        postings = self.postings
+        start, end = postings.indptr[term_id], postings.indptr[term_id + 1]
+        rows, tf = postings.rows[start:end], postings.tf[start:end].astype(np.float32)
+        targets = self.targets[rows]
+        if not self.all_live:
+            live = targets >= 0
+            rows, tf, targets = rows[live], tf[live], targets[live]
+        normalised = tf / (K1 * ((1 - B) + B * postings.lengths[rows] / average_length) + tf)
+        return targets, (idf * normalised).astype(np.float32)
+
+
 class LexicalIndex:
     """A BM25 index whose document i is store row i: the live rows of its segments, in order.
 
     Scores equal those of bm25s (method "lucene", ``K1``, ``B``) over the same live rows: idf
     ``log(1 + (N - df + 0.5) / (df + 0.5))``, term frequency normalised by the row's length over
-    the average, a repeated query term counted each time, unknown terms ignored. Scoring a
-    query walks the postings of its terms only.
+    the average, a repeated query term counted each time, unknown terms ignored. Loading reads
+    the postings and counts the live rows' statistics; a term's scores (over every segment) are
+    computed when a query first uses it and kept, so scoring a query adds up the postings of
+    its terms only, at a cost that does not grow with the number of segments.
     """
 
     def __init__(self, segments: list[SegmentPostings]):
-        self._segments = segments
-        self._targets = []  # per segment: the index row of each of its rows (-1: dead)
+        self._segments: list[_ScoredSegment] = []
         offset, total_length = 0, 0
-        for segment in segments:
-            live_rows = np.cumsum(segment.live) - 1 + offset
-            self._targets.append(np.where(segment.live, live_rows, -1))
-            offset += int(segment.live.sum())
-            total_length += int(segment.lengths[segment.live].sum())
+        for postings in segments:
+            self._segments.append(_ScoredSegment(postings, offset))
+            offset += int(postings.live.sum())
+            total_length += int(postings.lengths[postings.live].sum())
         self.size = offset
         self._average_length = total_length / offset if offset else 0.0
-        self._live_frequency = [segment.live_document_frequency() for segment in segments]
+        self._scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # term -> (index rows, scores)
 
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
@@ -177,18 +203,18 @@ class LexicalIndex:
 
     def _frequency(self, term: str) -> int:
         frequency = 0
-        for segment, live_frequency in zip(self._segments, self._live_frequency):
+        for segment in self._segments:
             term_id = segment.term_ids.get(term)
             if term_id is not None:
-                frequency += int(live_frequency[term_id])
+                frequency += int(segment.live_frequency[term_id])
         return frequency
 
     @cached_property
     def document_frequency(self) -> dict[str, int]:
         """How many live documents hold each term (terms of dead rows only are absent)."""
         frequency: Counter[str] = Counter()
-        for segment, live_frequency in zip(self._segments, self._live_frequency):
-            frequency.update({term: int(n) for term, n in zip(segment.vocabulary, live_frequency.tolist()) if n})
+        for segment in self._segments:
+            frequency.update({term: n for term, n in zip(segment.vocabulary, segment.live_frequency.tolist()) if n})
         return dict(frequency)
 
     def idf(self, term: str) -> float:
@@ -200,27 +226,28 @@ class LexicalIndex:
         """BM25 score of every document (zeros when no query term is known)."""
         return self.term_scores(tokenize(query))
 
+    def _term(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(index rows, BM25 scores) of the live rows holding ``term``; None when none does."""
+        scored = self._scored.get(term)
+        if scored is not None:
+            return scored
+        found = [(segment, segment.term_ids.get(term)) for segment in self._segments]
+        found = [(segment, term_id) for segment, term_id in found if term_id is not None]
+        df = sum(int(segment.live_frequency[term_id]) for segment, term_id in found)
+        if df == 0:
+            return None  # not cached: any text may be asked, and this costs a dict lookup per segment
+        idf = np.float32(math.log(1 + (self.size - df + 0.5) / (df + 0.5)))
+        parts = [segment.term_scores(term_id, idf, self._average_length) for segment, term_id in found]
+        scored = self._scored[term] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        return scored
+
     def term_scores(self, terms: list[str]) -> np.ndarray:
-        """BM25 score of every document for tokenized query terms (float32, as bm25s computes it)."""
+        """BM25 score of every document for tokenized query terms (float32, summed as bm25s does:
+        term by term in query order, a repeated term again; a term no live row holds adds nothing)."""
         scores = np.zeros(self.size, dtype=np.float32)
-        for term in terms:  # in order, a repeated term again: the float32 sums bm25s makes
-            df = self._frequency(term)
-            if df == 0:
-                continue  # not in any live row: bm25s has no such term
-            idf = np.float32(math.log(1 + (self.size - df + 0.5) / (df + 0.5)))
-            for segment, targets in zip(self._segments, self._targets):
-                term_id = segment.term_ids.get(term)
-                if term_id is None:
-                    continue
-                start, end = segment.indptr[term_id], segment.indptr[term_id + 1]
-                rows = segment.rows[start:end]
-                where = targets[rows]
-                tf = segment.tf[start:end].astype(np.float32)
-                live = where >= 0
-                if not live.all():
-                    rows, where, tf = rows[live], where[live], tf[live]
-                normalised = tf / (K1 * ((1 - B) + B * segment.lengths[rows] / self._average_length) + tf)
-                scores[where] += (idf * normalised).astype(np.float32)
+        known = [scored for scored in map(self._term, terms) if scored is not None]
+        if known:  # one add.at in term order: the same float32 sums as one call per term
+            np.add.at(scores, np.concatenate([k[0] for k in known]), np.concatenate([k[1] for k in known]))
         return scores
 
 
