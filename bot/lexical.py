@@ -80,7 +80,9 @@ class SegmentPostings:
 
     def __init__(self, vocabulary: list[str], indptr: np.ndarray, rows: np.ndarray, tf: np.ndarray,
                  lengths: np.ndarray, row_articles: np.ndarray, live: np.ndarray | None = None):
-        if not (len(indptr) == len(vocabulary) + 1 and indptr[0] == 0 and indptr[-1] == len(rows) == len(tf)
+        arrays = (indptr, rows, tf, lengths, row_articles)
+        if not (isinstance(vocabulary, list) and all(a.ndim == 1 and a.dtype.kind in "iu" for a in arrays)
+                and len(indptr) == len(vocabulary) + 1 and indptr[0] == 0 and indptr[-1] == len(rows) == len(tf)
                 and len(row_articles) == len(lengths) and np.all(np.diff(indptr) > 0)
                 and (not len(rows) or 0 <= rows.min() and rows.max() < len(lengths))):
             raise ValueError("the lexical postings of a segment do not line up")
@@ -116,9 +118,8 @@ class SegmentPostings:
 
     def save(self, folder: Path) -> None:
         """Write the postings as ``POSTINGS_FILES`` in ``folder`` (a segment's folder)."""
-        (folder / "postings_vocabulary.json").write_text(json.dumps(self.vocabulary, ensure_ascii=False), encoding="utf-8")
-        for name, array in (("postings_indptr.npy", self.indptr), ("postings_rows.npy", self.rows), ("postings_tf.npy", self.tf),
-                            ("postings_lengths.npy", self.lengths), ("postings_articles.npy", self.row_articles)):
+        (folder / POSTINGS_FILES[0]).write_text(json.dumps(self.vocabulary, ensure_ascii=False), encoding="utf-8")
+        for name, array in zip(POSTINGS_FILES[1:], (self.indptr, self.rows, self.tf, self.lengths, self.row_articles)):
             np.save(folder / name, array, allow_pickle=False)
 
     @classmethod
