@@ -30,7 +30,6 @@ from bot.store import (
     build_lock,
     read_manifest,
     read_segments,
-    read_terms,
     read_vocabulary,
     verify_build,
     write_build,
@@ -183,7 +182,7 @@ def build_index(settings: Settings, embedder: Embedder, *, full: bool = False, p
     Costs what changed: nothing changed is answered from the manifest (no model, nothing
     written); new and changed articles go into a new segment, embedding only chunks whose
     text was never embedded; removed and replaced articles are marked dead in their
-    segments; BM25 is rebuilt from the stored terms of the live rows.
+    segments; BM25 postings are written for the new segment only (``bot.lexical``).
 
     Holds the index folder's build lock throughout (see ``store.build_lock``): a second
     build of the same folder waits for this one (up to ``store.BUILD_LOCK_TIMEOUT``, then
@@ -247,8 +246,7 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
         log.info("merging %d segments (%d of %d stored rows dead)", len(kept) + 1, stored - live, stored)
         added = Segment.concatenate([*read_segments(settings.index_dir, old, kept), added], dimension)
         kept = []
-    lexical_terms = [*(read_terms(settings.index_dir, old, kept) if kept else []), *added.terms]
-    report.chunks_total = len(lexical_terms)
+    report.chunks_total = live
     report.chunks_reused = report.chunks_total - report.chunks_embedded
 
     manifest = {
@@ -259,7 +257,7 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
         "corpus_dir": str(settings.corpus_dir),
     }
     path = write_build(settings.index_dir, manifest, kept=kept, previous=old, added=added,
-                       lexical_terms=lexical_terms, vocabulary=vocabulary, approximate_above=settings.approximate_above)
+                       vocabulary=vocabulary, approximate_above=settings.approximate_above)
     report.index_path = str(path)
     report.approximate = approximate_summary(path)
     report.seconds = time.perf_counter() - started

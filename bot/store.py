@@ -9,11 +9,14 @@ An index is a directory that describes itself:
   build hard-links them instead of rewriting them: ``articles.jsonl`` (each article's
   metadata and where its cleaned text lies in ``texts.bin``, the text every chunk offset
   points into), ``chunks.npy`` (per chunk its article, ordinal, offsets, token count and the
-  content hash of what was embedded: ``bot.rows.CHUNK_DTYPE``), ``vectors.npy`` (unit float32 rows, so inner
-  products are cosines), ``terms.jsonl`` (the BM25 terms per chunk) and ``notes.jsonl``;
+  content hash of what was embedded: ``bot.rows.CHUNK_DTYPE``), ``vectors.npy`` (unit float32
+  rows, so inner products are cosines), ``terms.jsonl`` (the BM25 terms per chunk, read only
+  to merge segments), ``postings_*`` (their BM25 postings, ``bot.lexical.SegmentPostings``)
+  and ``notes.jsonl``;
   an article a later build removed or replaced is listed as ``dead`` in its segment's
   manifest entry and skipped on load;
-- ``lexical/``: the BM25 index over the live rows; ``vocabulary.json``: their word counts.
+- ``vocabulary.json``: the word counts of the live rows. (BM25 has no global files: its
+  statistics over the live rows are computed from the segments' postings on load.)
 
 Row contract: the live rows of the segments, in manifest order, are FAISS ids 0..n-1 and
 BM25 documents 0..n-1 (the positional contract the tests check).
@@ -57,7 +60,7 @@ import faiss
 import numpy as np
 
 from bot.errors import BotError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from bot.lexical import LexicalIndex
+from bot.lexical import POSTINGS_FILES, LexicalIndex, SegmentPostings, write_postings
 from bot.rows import CHUNK_DTYPE, ArticleTable, ChunkTable, open_texts
 from bot.types import Article, Chunk
 
@@ -67,7 +70,8 @@ log = logging.getLogger(__name__)
 # 3: rows live in segments shared between builds, with dead (removed or replaced) articles
 #    listed per segment; BM25 terms, per-article notes and the vocabulary counts are stored.
 # 4: article texts in a segment's texts.bin (read when quoted), chunks as numpy columns in
-#    chunks.npy: loading parses no per-chunk JSON and holds no text.
+#    chunks.npy, and each segment's BM25 postings (no global lexical/ folder, nothing
+#    rebuilt from all terms): loading parses no per-chunk JSON and holds no text.
 FORMAT_VERSION = 4
 CURRENT_LINK = "current"
 LOCK_FILE = ".build.lock"
@@ -86,7 +90,7 @@ _SEGMENT_FILES = ("articles.jsonl", "texts.bin", "notes.jsonl", "chunks.npy", "t
 # Read when a build reuses or merges segments, never when loading for serving: checked then
 # for presence and size only (the full checksum when a build reads them).
 _BUILD_ONLY_FILES = ("terms.jsonl",)
-_REQUIRED_FILES = ("lexical/size.txt", VOCABULARY)
+_REQUIRED_FILES = (VOCABULARY,)
 _REBUILD = "rebuild it with `python -m bot index --full`"
 
 # Bound the threads FAISS uses: the machine has 2 cores and the bot also serves requests.
@@ -641,6 +645,7 @@ def _write_segment(folder: Path, segment: Segment) -> None:
         for chunk, terms in zip(segment.chunks, segment.terms):  # the article id: dead rows are skipped unparsed
             out.write(json.dumps([chunk.article_id, terms], ensure_ascii=False) + "\n")
     np.save(folder / "vectors.npy", np.ascontiguousarray(segment.vectors, dtype=np.float32), allow_pickle=False)
+    write_postings(folder, segment.terms, [c.article_id for c in segment.chunks], [a.article_id for a in segment.articles])
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -659,7 +664,6 @@ def write_build(
     kept: list[dict],
     previous: dict | None,
     added: Segment | None,
-    lexical_terms: list[list[str]],
     vocabulary: dict,
     approximate_above: int | None = None,
 ) -> Path:
@@ -667,8 +671,8 @@ def write_build(
 
     ``kept``: manifest entries of the segments of the build ``previous`` (its manifest) that
     this build keeps, their ``dead`` lists updated; their files are hard-linked and their
-    checksums carried over, so an update costs what it adds. ``added``: the new segment.
-    ``lexical_terms[i]``: the BM25 terms of live row i (segments in order, dead rows skipped).
+    checksums carried over, so an update costs what it adds. ``added``: the new segment
+    (its BM25 postings written with it: nothing lexical is rebuilt from the kept segments).
     ``vocabulary``: the running word counts of the live articles (``bot.names``).
     ``approximate_above``: with more live rows than this, an HNSW graph is stored as well
     (added to the previous build's graph when this build only appends rows) and its measured
@@ -700,11 +704,11 @@ def write_build(
                 _write_segment(staging / SEGMENTS / name, added)
                 segments.append(segment_entry(name, added))
                 written.extend((staging / SEGMENTS / name).iterdir())
-            LexicalIndex.from_terms(lexical_terms).save(staging / "lexical")
             (staging / VOCABULARY).write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
-            written.extend([*(staging / "lexical").iterdir(), staging / VOCABULARY])
+            written.append(staging / VOCABULARY)
+            live_rows = sum(int(e["live_rows"]) for e in segments)
             approximate = None
-            if approximate_above is not None and len(lexical_terms) > approximate_above:
+            if approximate_above is not None and live_rows > approximate_above:
                 approximate = _write_graph(staging, index_dir, previous, kept, added, files, approximate_above)
                 written.append(staging / APPROXIMATE_FILE)
             # Hash what is on disk (not what we meant to write), and make it durable: a
@@ -720,7 +724,7 @@ def write_build(
                 "build_seq": seq,
                 "created_at": time.time(),
                 "segments": segments,
-                "chunks_total": len(lexical_terms),
+                "chunks_total": live_rows,
                 "articles_total": len(manifest.get("articles", {})),
                 "files": dict(sorted(files.items())),
                 "approximate": approximate,
@@ -908,7 +912,7 @@ class _Verifier:
         segments = manifest.get("segments")
         if not isinstance(segments, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in segments):
             raise self.fail(MANIFEST, "lists no valid segments")
-        required = [*_REQUIRED_FILES, *(f"{SEGMENTS}/{e['name']}/{n}" for e in segments for n in _SEGMENT_FILES)]
+        required = [*_REQUIRED_FILES, *(f"{SEGMENTS}/{e['name']}/{n}" for e in segments for n in (*_SEGMENT_FILES, *POSTINGS_FILES))]
         if manifest.get("approximate"):
             required.append(APPROXIMATE_FILE)
         for name in required:
@@ -1038,21 +1042,6 @@ def _live_terms(raw: bytes, dead: set[str]) -> list[list[str]]:
     return terms
 
 
-def read_terms(index_dir: Path, manifest: dict, entries: list[dict]) -> list[list[str]]:
-    """The BM25 terms of the live rows of ``entries`` (segments of the build ``manifest``
-    describes, their ``dead`` lists as given), in row order, checked against the checksums."""
-    folder = Path(index_dir) / manifest["build_id"]
-    verifier = _Verifier(folder, Path(index_dir))
-    terms: list[list[str]] = []
-    try:
-        for entry in entries:
-            name = f"{SEGMENTS}/{entry['name']}/terms.jsonl"
-            terms.extend(_live_terms(verifier.read(name, manifest["files"][name]), set(entry.get("dead", ()))))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
-    return terms
-
-
 def read_vocabulary(index_dir: Path, manifest: dict) -> dict:
     """The word counts stored with the build ``manifest`` describes (checked)."""
     folder = Path(index_dir) / manifest["build_id"]
@@ -1093,9 +1082,6 @@ def load_index(index_dir: Path, expected: dict | None = None, vector_store=None)
     try:
         rows = _serving_rows(manifest, verifier, files)
         vocabulary = json.loads(verifier.read(VOCABULARY, files[VOCABULARY]).decode("utf-8"))
-        for name, entry in files.items():  # BM25 files are read by bm25s itself: checked first
-            if name.startswith("lexical/"):
-                verifier.read(name, entry)
         if vector_store is None and manifest.get("approximate"):
             data = verifier.read(APPROXIMATE_FILE, files[APPROXIMATE_FILE])
             graph = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
@@ -1106,7 +1092,11 @@ def load_index(index_dir: Path, expected: dict | None = None, vector_store=None)
         else:
             make_store = vector_store or (lambda rows_vectors, dimension, _build: new_flat_index(rows_vectors, dimension))
             vectors = make_store(rows.vectors, int(manifest["dimension"]), folder.name)
-        lexical = LexicalIndex.load(folder / "lexical")
+        lexical = LexicalIndex([
+            SegmentPostings.read(lambda name, prefix=f"{SEGMENTS}/{e['name']}/": verifier.read(prefix + name, files[prefix + name]),
+                                 e["articles"], e.get("dead", ()))
+            for e in manifest["segments"]
+        ])
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         raise IndexCorruptError(f"the index in {folder} is damaged ({exc}); {_REBUILD}") from exc
     if not (len(vectors) == len(rows.chunks) == lexical.size):

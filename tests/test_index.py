@@ -154,7 +154,7 @@ def test_crash_mid_build_leaves_the_previous_index_serving(built, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(store.LexicalIndex, "from_terms", explode)
+    monkeypatch.setattr(store, "write_postings", explode)
     with pytest.raises(RuntimeError, match="simulated"):
         build_index(settings, FakeEmbedder(), progress=False)
     monkeypatch.undo()

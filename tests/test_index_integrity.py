@@ -71,8 +71,8 @@ def test_manifest_lists_every_file_of_the_build_with_its_sha256(built):
     manifest = json.loads((folder / "manifest.json").read_text())
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
-    segment = {_segment_file(built, n) for n in ("vectors.npy", "chunks.npy", "texts.bin", "articles.jsonl", "terms.jsonl", "notes.jsonl")}
-    assert segment | {"lexical/size.txt", "vocabulary.json"} <= on_disk
+    names = ("vectors.npy", "chunks.npy", "texts.bin", "articles.jsonl", "terms.jsonl", "notes.jsonl", *store.POSTINGS_FILES)
+    assert {_segment_file(built, n) for n in names} | {"vocabulary.json"} <= on_disk
     for name, entry in manifest["files"].items():
         data = (folder / name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -113,10 +113,10 @@ def test_a_truncated_vectors_file_is_refused(built):
     _refused(built, name, "truncated")
 
 
-@pytest.mark.parametrize("name", ["chunks.npy", "texts.bin", "vectors.npy", "terms.jsonl", "lexical/document_frequency.json", "vocabulary.json"])
+@pytest.mark.parametrize("name", ["chunks.npy", "texts.bin", "vectors.npy", "terms.jsonl", "postings_vocabulary.json", "postings_tf.npy",
+                                  "vocabulary.json"])
 def test_a_missing_file_is_refused(built, name):
-    # lexical/document_frequency.json is the nasty one: without it BM25 loads with no idf.
-    name = name if "/" in name or name == "vocabulary.json" else _segment_file(built, name)
+    name = name if name == "vocabulary.json" else _segment_file(built, name)
     (_build_dir(built) / name).unlink()
     _refused(built, name, "missing")
 
@@ -254,11 +254,11 @@ _KILLED_BUILD = textwrap.dedent(
     from bot.indexing import build_index
     from tests.helpers import FakeEmbedder, make_settings
 
-    def hang(texts):
+    def hang(*args):
         print("writing", flush=True)
         time.sleep(120)
 
-    store.LexicalIndex.from_terms = staticmethod(hang)
+    store.write_postings = hang
     root = Path(sys.argv[1])
     build_index(make_settings(root, root / "corpus", CHUNK_TOKENS="40", CHUNK_OVERLAP_TOKENS="5"), FakeEmbedder(), progress=False)
     """

@@ -162,3 +162,52 @@ def test_bm25_from_stored_terms_scores_like_one_built_from_the_texts():
     built, from_terms = LexicalIndex.build(texts), LexicalIndex.from_terms([tokenize(t) for t in texts])
     assert np.allclose(built.scores("Karachi mayor"), from_terms.scores("Karachi mayor"))
     assert built.document_frequency == from_terms.document_frequency
+
+
+def test_bm25_of_segments_with_dead_rows_equals_bm25s_over_the_live_rows(settings):
+    import bm25s
+
+    from bot import store
+
+    write_article(settings.corpus_dir, "new.md", "A new article", "Fresh news about zebras in Karachi. " * 30, source="Wire")
+    build_index(settings, FakeEmbedder(), progress=False)
+    path = settings.corpus_dir / "a1.md"
+    path.write_text(path.read_text().replace("Paragraph 11 of article 1", "Zebras rewritten closing paragraph"))
+    (settings.corpus_dir / "a4.md").unlink()
+    build_index(settings, FakeEmbedder(), progress=False)
+    manifest = _manifest(settings)
+    assert len(manifest["segments"]) == 3 and manifest["segments"][0]["dead"] == ["a1.md", "a4.md"]
+    index = load_index(settings.index_dir)
+    live_terms = [t for segment in store.read_segments(settings.index_dir, manifest) for t in segment.terms]
+    reference = bm25s.BM25()
+    reference.index([t or [""] for t in live_terms], show_progress=False)
+    for query in ("zebras zebras Karachi", "article 4 second sentence", "paragraph 11 of article 1", "topic1 item3 nothing-such"):
+        from bot.lexical import tokenize
+
+        ids = reference.get_tokens_ids(tokenize(query))
+        assert ids, query
+        assert np.allclose(index.lexical.scores(query), reference.get_scores_from_ids(ids), rtol=1e-6, atol=1e-7)
+
+
+def test_adding_an_article_indexes_only_its_rows_and_loading_reads_no_terms(settings, monkeypatch):
+    from bot import lexical, store
+
+    indexed: list[int] = []
+    original = lexical.SegmentPostings.from_terms.__func__
+
+    def counting(cls, terms, row_articles=None):
+        indexed.append(len(terms))
+        return original(cls, terms, row_articles)
+
+    monkeypatch.setattr(lexical.SegmentPostings, "from_terms", classmethod(counting))
+    write_article(settings.corpus_dir, "new.md", "A new article", "Fresh news about zebras. " * 30, source="Wire")
+    build_index(settings, FakeEmbedder(), progress=False)
+    new_rows = _manifest(settings)["segments"][-1]["rows"]
+    assert indexed == [new_rows] and new_rows < _manifest(settings)["chunks_total"]
+
+    def parsing_terms(*args):
+        raise AssertionError("terms.jsonl parsed on load")
+
+    monkeypatch.setattr(store, "_live_terms", parsing_terms)
+    index = load_index(settings.index_dir)
+    assert index.lexical.size == len(index.chunks) and index.lexical.scores("zebras").max() > 0
