@@ -192,6 +192,13 @@ def run_eval(args, settings: Settings) -> int:
         report = eval_intake(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
         _show(report, format_intake, args)
         return 0
+    if suite == "encoder":
+        from bot.evaluation_encoder import eval_encoder, format_encoder
+
+        report = eval_encoder(settings, benchmark_dir=getattr(args, "benchmark_dir", None),
+                              split=getattr(args, "split", "test") or "test", limit=getattr(args, "limit", None))
+        _show(report, format_encoder, args)
+        return 0
     if suite == "build":
         report = eval_build(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
         _show(report, format_build, args)

@@ -20,7 +20,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from bot.embedding import Embedder
+from bot.embedding import Embedder, embed_questions
 from bot.errors import BotError
 from bot.lexical import term_coverage, tokenize
 from bot.query import QueryHints, SourceMatcher, near_dates, parse_query
@@ -228,7 +228,7 @@ class Retriever:
         return np.array([bool(d) and lo <= d <= hi for d in dates], dtype=bool)
 
     def embed_query(self, query: str) -> np.ndarray:
-        return self.embedder.embed([query])[0]
+        return embed_questions(self.embedder, [query])[0]
 
     def understand(self, query: str) -> QueryHints:
         if not self.params.understand:
@@ -296,9 +296,9 @@ class Retriever:
         use_parts = bool(hints.parts) and params.part_weight > 0
         embed_parts = use_parts and params.embed_parts
         if query_vector is None:  # one model call for the question and (when embedded) its parts
-            vectors = self.embedder.embed([query, *hints.parts] if embed_parts else [query])
+            vectors = embed_questions(self.embedder, [query, *hints.parts] if embed_parts else [query])
         elif embed_parts:
-            vectors = np.vstack([query_vector[None, :], self.embedder.embed(list(hints.parts))])
+            vectors = np.vstack([query_vector[None, :], embed_questions(self.embedder, list(hints.parts))])
         else:
             vectors = query_vector[None, :]
         check_dimension(vectors.shape[1], self.index.vectors.dimension, self.index.path)
