@@ -187,7 +187,7 @@ class LazyEmbedder:
         if self._questions is None:
             from bot.onnx_encoder import OnnxQuestionEncoder
 
-            log.info("loading ONNX int8 question encoder for %s", self.model_id)
+            log.info("loading embedding model %s for questions (ONNX Runtime int8)", self.model_id)
             self._questions = OnnxQuestionEncoder(self.model_id, self.onnx_cache_dir)
         return self._questions
 

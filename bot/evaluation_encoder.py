@@ -75,7 +75,6 @@ def eval_encoder(settings: Settings, benchmark_dir: Path | None = None, split: s
     from bot.evaluation import (
         BENCH_DIR,
         REPO_ROOT,
-        _embedder,
         benchmark_paths,
         ensure_index,
         eval_multihop,
@@ -83,13 +82,14 @@ def eval_encoder(settings: Settings, benchmark_dir: Path | None = None, split: s
         load_questions,
         prepare_corpus,
     )
+    from bot.embedding import load_embedder
     from bot.indexing import index_identity
     from bot.onnx_encoder import OnnxQuestionEncoder
     from bot.service import QuestionAnswerer
     from bot.store import load_index
 
     started = time.perf_counter()
-    torch_embedder = _embedder(settings)
+    torch_embedder = load_embedder(settings.embedding_model, settings.embedding_batch_size)
     t0 = time.perf_counter()
     onnx_encoder = OnnxQuestionEncoder(settings.embedding_model, settings.onnx_cache)
     onnx_load_s = time.perf_counter() - t0
