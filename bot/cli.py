@@ -9,6 +9,7 @@
     python -m bot add URL|FILE ... [--json]            add articles by link or file, then update the index
     python -m bot update [--json]                      poll the feeds, add new items, update the index
     python -m bot eval seed|multihop|scale             retrieval quality, growth costs
+    python -m bot eval encoder                         the ONNX int8 question encoder against torch
     python -m bot eval load [--users N --questions M]  a crowd of users against the bot and an echo bot
     python -m bot eval faults                          the fault campaign: hostile files, damage, Bot API faults
     python -m bot eval stories                         the story groups of MultiHop-RAG's articles, for a check by hand
@@ -82,13 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", parents=[common], help="measure retrieval quality")
     evaluate.add_argument(
-        "suite", choices=["seed", "multihop", "build", "conversation", "load", "faults", "intake", "update", "scale", "stories"],
+        "suite", choices=["seed", "multihop", "build", "conversation", "load", "faults", "intake", "update", "scale", "stories", "encoder"],
         help="seed gold set, MultiHop-RAG, build throughput, the conversation gold set (answers a reader meets), "
         "load (a crowd of users against the bot and an echo bot, on 127.0.0.1), "
         "faults (hostile files, damaged indexes, Bot API faults, killed builds), "
         "article extraction from news pages (intake), the wall time of a feed update on the benchmark index (update), "
         "what growing the archive costs (scale: updates, load, memory, latency at 609 articles and synthetic sizes), "
-        "or the groups of articles reporting one story (stories)",
+        "the groups of articles reporting one story (stories), "
+        "or the ONNX int8 question encoder against torch: latency, cosine, MultiHop-RAG and seed quality (encoder)",
     )
     evaluate.add_argument("--sizes", help="scale: comma-separated sizes, 609 for MultiHop-RAG, others synthetic chunks "
                           "(default: 609,10000,100000)")

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bot.config import DEFAULT_MODEL
+from bot.config import DEFAULT_MODEL, QUESTION_ENCODERS
 from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,13 @@ class SentenceTransformerEmbedder:
         return [known[t] for t in texts]
 
 
+def embed_questions(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """Questions' vectors: through the embedder's question encoder when it has one
+    (``LazyEmbedder`` with QUESTION_ENCODER=onnx), else through ``embed`` like chunks."""
+    encode = getattr(embedder, "embed_questions", None)
+    return encode(texts) if encode is not None else embedder.embed(texts)
+
+
 def load_embedder(model_name: str, batch_size: int = 32) -> Embedder:
     log.info("loading embedding model %s", model_name)
     return SentenceTransformerEmbedder(model_name, batch_size=batch_size)
@@ -139,12 +146,30 @@ class LazyEmbedder:
     machine): listing sources, a missing-index error or an index run with nothing to do
     never pay it. ``model_id`` is known without the model; ``dimension``, ``max_tokens``,
     ``embed`` and ``count_tokens`` load it (once).
+
+    With ``question_encoder="onnx"``, ``embed_questions`` goes through the int8 ONNX Runtime
+    encoder (``bot/onnx_encoder.py``, cached in ``onnx_cache_dir``) while ``embed`` (chunks,
+    at index time) stays on torch; token counts then come from the ONNX encoder's copy of
+    the same tokenizer until torch is loaded anyway, so serving questions never loads torch.
     """
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 32):
+    def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 32, question_encoder: str = "torch",
+                 onnx_cache_dir: Path | None = None):
+        if question_encoder not in QUESTION_ENCODERS:
+            raise ConfigError(f"QUESTION_ENCODER must be one of {', '.join(QUESTION_ENCODERS)}, got {question_encoder[:20]!r}")
+        if question_encoder == "onnx" and onnx_cache_dir is None:
+            raise ConfigError("QUESTION_ENCODER=onnx needs a folder for the exported model (ONNX_CACHE_DIR)")
         self.model_id = model_name
         self.batch_size = batch_size
+        self.question_encoder = question_encoder
+        self.onnx_cache_dir = onnx_cache_dir
         self._loaded: Embedder | None = None
+        self._questions: Embedder | None = None
+
+    @classmethod
+    def for_settings(cls, settings) -> LazyEmbedder:
+        """The embedder the settings describe (model, batch size, question encoder)."""
+        return cls(settings.embedding_model, settings.embedding_batch_size, settings.question_encoder, settings.onnx_cache)
 
     @property
     def loaded(self) -> bool:
@@ -154,6 +179,20 @@ class LazyEmbedder:
         if self._loaded is None:
             self._loaded = load_embedder(self.model_id, self.batch_size)
         return self._loaded
+
+    def load_question_encoder(self) -> Embedder:
+        """What ``embed_questions`` uses, loaded (once): the ONNX encoder or the torch model."""
+        if self.question_encoder == "torch":
+            return self.load()
+        if self._questions is None:
+            from bot.onnx_encoder import OnnxQuestionEncoder
+
+            log.info("loading embedding model %s for questions (ONNX Runtime int8)", self.model_id)
+            self._questions = OnnxQuestionEncoder(self.model_id, self.onnx_cache_dir)
+        return self._questions
+
+    def embed_questions(self, texts: list[str]) -> np.ndarray:
+        return self.load_question_encoder().embed(texts)
 
     @property
     def dimension(self) -> int:
@@ -167,4 +206,7 @@ class LazyEmbedder:
         return self.load().embed(texts, show_progress=show_progress)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
+        # Both count with the same tokenizer file (tested); prefer whichever is loaded.
+        if self._loaded is None and self.question_encoder == "onnx":
+            return self.load_question_encoder().count_tokens(texts)
         return self.load().count_tokens(texts)

@@ -192,6 +192,13 @@ def run_eval(args, settings: Settings) -> int:
         report = eval_intake(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
         _show(report, format_intake, args)
         return 0
+    if suite == "encoder":
+        from bot.evaluation_encoder import eval_encoder, format_encoder
+
+        report = eval_encoder(settings, benchmark_dir=getattr(args, "benchmark_dir", None),
+                              split=getattr(args, "split", "test") or "test", limit=getattr(args, "limit", None))
+        _show(report, format_encoder, args)
+        return 0
     if suite == "build":
         report = eval_build(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
         _show(report, format_build, args)
@@ -212,9 +219,10 @@ def _show(report: dict, formatter, args) -> None:
 
 
 def _embedder(settings: Settings):
-    from bot.embedding import load_embedder
+    """What the bot embeds with: chunks on torch, questions through QUESTION_ENCODER."""
+    from bot.embedding import LazyEmbedder
 
-    return load_embedder(settings.embedding_model, settings.embedding_batch_size)
+    return LazyEmbedder.for_settings(settings)
 
 
 # ------------------------------------------------------------------------------ seed
@@ -697,11 +705,12 @@ def _seed_answerer(settings: Settings):
 def _answer_cost(answerer, questions: list[str], rounds: int) -> dict:
     """A whole answer against the bare query embedding, interleaved in one run (the machine is noisy)."""
     from bot.dialogue import Conversation
+    from bot.embedding import embed_questions
 
     answer_s, embed_s = [], []
     for _ in range(rounds):
         for question in questions:
-            embed_s.append(_time(answerer.embedder.embed, [question]))
+            embed_s.append(_time(embed_questions, answerer.embedder, [question]))
             answer_s.append(_time(answerer.reply, Conversation(), question))
     if not answer_s:
         return {"answer_ms": None, "embed_ms": None, "cost_ratio": None}

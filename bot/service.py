@@ -116,7 +116,7 @@ class QuestionAnswerer:
         (listing sources needs no model). Either way the index is loaded first, so a missing
         or mismatched index is reported without importing torch."""
         self.settings = settings
-        self.embedder = embedder or LazyEmbedder(settings.embedding_model, settings.embedding_batch_size)
+        self.embedder = embedder or LazyEmbedder.for_settings(settings)
         self._lazy_model = lazy_model
         self.retrieval_params = retrieval or RetrievalParams()
         self.composer = AnswerComposer(AnswerParams(found_threshold=settings.found_threshold))
@@ -135,7 +135,7 @@ class QuestionAnswerer:
         """
         index = load_index(self.settings.index_dir, index_identity(self.settings, self.embedder), vector_store_for(self.settings))
         if not self._lazy_model and isinstance(self.embedder, LazyEmbedder):
-            self.embedder.load()  # a bot loads its model at start-up, not at its first question
+            self.embedder.load_question_encoder()  # a bot loads its model at start-up, not at its first question
         vocabulary = corpus_vocabulary(index)
         serving = _Serving(index, Retriever(index, self.embedder, self.retrieval_params), vocabulary, acronym_keys(vocabulary.acronyms),
                            stories_of_index(index))

@@ -1,4 +1,4 @@
-"""Commands that need no model never import torch or sentence-transformers (seconds of start-up).
+"""Commands that need no model never import torch, sentence-transformers or onnxruntime (seconds of start-up).
 
 Each command runs in a fresh process that reports which heavy modules it imported. The index
 is built with the fake embedder and the process is told that model's id, so nothing here
@@ -17,7 +17,7 @@ import pytest
 from bot.indexing import build_index
 from tests.helpers import REPO, FakeEmbedder, make_settings, small_corpus
 
-HEAVY = ("torch", "sentence_transformers", "transformers")
+HEAVY = ("torch", "sentence_transformers", "transformers", "onnxruntime")
 
 _PROBE = f"""
 import json, sys
@@ -74,3 +74,13 @@ def test_help_imports_no_model(tmp_path):
     probe, result = run_probe("--help", cwd=tmp_path, env={})
     assert probe == {"code": 0, "heavy": []}
     assert "index" in result.stdout
+
+
+def test_the_onnx_question_encoder_setting_imports_nothing_heavy_either(fake_model_index, tmp_path):
+    """QUESTION_ENCODER=onnx changes how questions are embedded, not what listing or a no-op index loads."""
+    cwd, env = fake_model_index
+    env = {**env, "QUESTION_ENCODER": "onnx", "ONNX_CACHE_DIR": str(tmp_path / "onnx")}
+    for command in (("sources",), ("index", "--json")):
+        probe, _ = run_probe(*command, cwd=cwd, env=env)
+        assert probe == {"code": 0, "heavy": []}, command
+    assert not (tmp_path / "onnx").exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bot.embedding import Embedder
+from bot.embedding import Embedder, embed_questions
 from bot.retrieval.candidates import Candidates
 from bot.retrieval.filters import Filters
 from bot.retrieval.params import RetrievalParams
@@ -68,7 +68,7 @@ class Retriever:
         return self._score(query, filters, query_vector).candidates
 
     def embed_query(self, query: str) -> np.ndarray:
-        return self.embedder.embed([query])[0]
+        return embed_questions(self.embedder, [query])[0]
 
     # -- one side alone, for latency and ablations ---------------------------------
 

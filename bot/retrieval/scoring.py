@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.embedding import Embedder
+from bot.embedding import Embedder, embed_questions
 from bot.query import QueryHints, near_dates, parse_query
 from bot.retrieval.filters import Filters
 from bot.retrieval.params import RetrievalParams
@@ -113,9 +113,9 @@ class Scoring:
         use_parts = bool(hints.parts) and params.part_weight > 0
         embed_parts = use_parts and params.embed_parts
         if query_vector is None:  # one model call for the question and (when embedded) its parts
-            vectors = self.embedder.embed([query, *hints.parts] if embed_parts else [query])
+            vectors = embed_questions(self.embedder, [query, *hints.parts] if embed_parts else [query])
         elif embed_parts:
-            vectors = np.vstack([query_vector[None, :], self.embedder.embed(list(hints.parts))])
+            vectors = np.vstack([query_vector[None, :], embed_questions(self.embedder, list(hints.parts))])
         else:
             vectors = query_vector[None, :]
         check_dimension(vectors.shape[1], self.index.vectors.dimension, self.index.path)
