@@ -43,7 +43,7 @@ HASHING_MODEL = "synthetic-hashing-384"
 CHUNKS_PER_ARTICLE = 12.3
 SCALE_QUESTIONS = 40  # questions timed per size (p95 of 40 is the second slowest)
 DEFAULT_SIZES = (609, 10_000, 100_000)
-# The synthetic sizes are built with this APPROXIMATE_ABOVE (not the default 200,000), so the
+# The synthetic sizes are built with this APPROXIMATE_ABOVE (not the default 100,000), so the
 # 100k archive is searched through the HNSW graph and the 10k one exactly: both paths measured.
 SCALE_APPROXIMATE_ABOVE = 50_000
 

@@ -11,8 +11,9 @@ An index is a directory that describes itself:
   hash of what was embedded per line), ``vectors.npy`` (unit float32 rows, so inner
   products are cosines), ``terms.jsonl`` (the BM25 terms per chunk) and ``notes.jsonl``;
   a segment of more than ``APPROXIMATE_ABOVE`` rows also holds its HNSW graph
-  (``hnsw.faiss``, written with the segment, see ``bot.vector_store``); an article a later build removed or replaced is listed as ``dead`` in its segment's
-  manifest entry and skipped on load;
+  (``hnsw.faiss``, written with the segment, see ``bot.vector_store``); an article a later
+  build removed or replaced is listed as ``dead`` in its segment's manifest entry and
+  skipped on load (and in search);
 - ``lexical/``: the BM25 index over the live rows; ``vocabulary.json``: their word counts.
 
 Row contract: the live rows of the segments, in manifest order, are FAISS ids 0..n-1 and
@@ -51,6 +52,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
 from bot.errors import BotError, IndexCorruptError, IndexMismatchError, IndexMissingError
