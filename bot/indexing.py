@@ -83,11 +83,12 @@ class BuildReport:
         ]
         if self.approximate:
             graph = self.approximate
-            lines.append(
-                f"Approximate search (HNSW, M={graph['M']}, efSearch {graph['ef_search']}) over {graph['live_rows']} rows "
-                f"in {graph['segments']} segment graph(s), {graph['exact_rows']} rows searched exactly: "
-                f"recall@10 {graph['recall_at_10']:.3f} against exact search on {graph['recall_queries']} probes; "
-                + (f"graph built in {graph['graph_seconds']:.1f}s." if graph["built"] else "no graph rebuilt.")
+            lines.append(  # .get: a build made before graphs were per segment lacks the per-segment counts
+                f"Approximate search (HNSW, M={graph['M']}, efSearch {graph['ef_search']}) over "
+                f"{graph.get('live_rows', graph['rows'])} rows in {graph.get('segments', 1)} segment graph(s), "
+                f"{graph.get('exact_rows', 0)} rows searched exactly: recall@10 {graph['recall_at_10']:.3f} against "
+                f"exact search on {graph['recall_queries']} probes; "
+                + (f"graph built in {graph['graph_seconds']:.1f}s." if graph.get("built") else "no graph built.")
             )
         for problem in self.problems:
             lines.append(f"skipped {problem.path}: {problem.reason}")

@@ -160,8 +160,8 @@ class StorePart:
         if count <= int(self.graph.get("above", 0)):
             # A filter leaving no more rows than exact search is used for: search them exactly in
             # the graph's own vector storage (no copy), cheaper than a walk widened to most of the
-            # graph (the results are the same). At 1M rows, 100k allowed: 627 ms a search copying
-            # the rows' vectors out first.
+            # graph (the results are the same). At 1M rows, 100k allowed: 209 ms a search (load 8),
+            # 627 ms copying the rows' vectors out first.
             storage = faiss.downcast_index(self.index.storage)
             return storage.search(queries, k, params=faiss.SearchParameters(sel=selector))
         # Fewer allowed rows means fewer of the nodes the walk visits count: widen it in proportion
