@@ -55,8 +55,8 @@ class BuildReport:
     full: bool = False
     problems: list[ArticleError] = field(default_factory=list)
     index_path: str = ""
-    # The stored HNSW graph (how it was made, efSearch, recall@10 against exact search), or
-    # None when the index is searched exactly (no more rows than APPROXIMATE_ABOVE).
+    # The segments' HNSW graphs (how many, rows, efSearch, the lowest recall@10 against exact
+    # search), or None when every segment is searched exactly (none above APPROXIMATE_ABOVE rows).
     approximate: dict | None = None
 
     @property
@@ -82,10 +82,12 @@ class BuildReport:
         ]
         if self.approximate:
             graph = self.approximate
-            lines.append(
-                f"Approximate search (HNSW, M={graph['M']}, efSearch {graph['ef_search']}) over {graph['rows']} rows: "
-                f"recall@10 {graph['recall_at_10']:.3f} against exact search on {graph['recall_queries']} stored vectors; "
-                f"graph {'extended' if graph['incremental'] else 'built'} in {graph['graph_seconds']:.1f}s."
+            lines.append(  # .get: a build made before graphs were per segment lacks the per-segment counts
+                f"Approximate search (HNSW, M={graph['M']}, efSearch {graph['ef_search']}) over "
+                f"{graph.get('live_rows', graph['rows'])} rows in {graph.get('segments', 1)} segment graph(s), "
+                f"{graph.get('exact_rows', 0)} rows searched exactly: recall@10 {graph['recall_at_10']:.3f} against "
+                f"exact search on {graph['recall_queries']} probes; "
+                + (f"graph built in {graph['graph_seconds']:.1f}s." if graph.get("built") else "no graph built.")
             )
         for problem in self.problems:
             lines.append(f"skipped {problem.path}: {problem.reason}")
@@ -144,9 +146,12 @@ def chunk_articles(articles: list[Article], settings: Settings, embedder: Embedd
     return chunks
 
 
-# Segments are merged into one when a build would leave more than this many (each costs a
-# little on every load), or when more than this share of the stored rows belong to removed
-# or replaced articles (they take disk and load time and serve nothing).
+# Segments are merged when a build would leave more than this many (each costs a little on
+# every load and search), or when more than this share of the stored rows belong to removed
+# or replaced articles (they take disk and load time and serve nothing). A merge takes the
+# small segments (searched exactly) and those with more than this share dead, so the big
+# segments' graphs are not rebuilt because articles keep arriving; only when that is not
+# enough is everything merged (see ``_to_merge``).
 MAX_SEGMENTS = 16
 MAX_DEAD_SHARE = 0.25
 
@@ -240,13 +245,13 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
     for part in statistics:
         add_statistics(vocabulary, part)
 
-    stored = sum(e["rows"] for e in kept) + len(added.chunks)
-    live = sum(e["live_rows"] for e in kept) + len(added.chunks)
-    if kept and (len(kept) + 1 > MAX_SEGMENTS or stored - live > MAX_DEAD_SHARE * stored):
-        log.info("merging %d segments (%d of %d stored rows dead)", len(kept) + 1, stored - live, stored)
-        added = Segment.concatenate([*read_segments(settings.index_dir, old, kept), added], dimension)
-        kept = []
-    report.chunks_total = live
+    merged = _to_merge(kept, len(added.chunks), settings.approximate_above)
+    if merged:
+        log.info("merging %d of %d segments (%d of their %d stored rows dead)", len(merged) + 1, len(kept) + 1,
+                 sum(e["rows"] - e["live_rows"] for e in merged), sum(e["rows"] for e in merged) + len(added.chunks))
+        added = Segment.concatenate([*read_segments(settings.index_dir, old, merged), added], dimension)
+        kept = [e for e in kept if e not in merged]
+    report.chunks_total = sum(e["live_rows"] for e in kept) + len(added.chunks)
     report.chunks_reused = report.chunks_total - report.chunks_embedded
 
     manifest = {
@@ -263,6 +268,21 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
     report.seconds = time.perf_counter() - started
     log.info("%s", report.describe())
     return report
+
+
+def _to_merge(kept: list[dict], added_rows: int, small: int) -> list[dict]:
+    """The kept segments to merge with the new one (none when no merge is due): segments of no
+    more than ``small`` rows (no graph) and those with more than ``MAX_DEAD_SHARE`` dead rows;
+    all of them when merging those would still leave too many segments or dead rows."""
+    stored = sum(e["rows"] for e in kept) + added_rows
+    dead = sum(e["rows"] - e["live_rows"] for e in kept)
+    if not kept or (len(kept) + 1 <= MAX_SEGMENTS and dead <= MAX_DEAD_SHARE * stored):
+        return []
+    chosen = [e for e in kept if e["rows"] <= small or e["rows"] - e["live_rows"] > MAX_DEAD_SHARE * e["rows"]]
+    left = [e for e in kept if e not in chosen]
+    if len(left) + 1 > MAX_SEGMENTS or sum(e["rows"] - e["live_rows"] for e in left) > MAX_DEAD_SHARE * stored:
+        return kept
+    return chosen
 
 
 def _retire(settings: Settings, old: dict | None, replaced: set[str]) -> tuple[list[dict], list[Article], dict[str, np.ndarray]]:

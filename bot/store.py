@@ -1,4 +1,4 @@
-"""The index on disk: the only module that imports faiss.
+"""The index on disk (with ``bot.vector_store``, the only modules that import faiss).
 
 An index is a directory that describes itself:
 
@@ -12,9 +12,10 @@ An index is a directory that describes itself:
   content hash of what was embedded: ``bot.rows.CHUNK_DTYPE``), ``vectors.npy`` (unit float32
   rows, so inner products are cosines), ``terms.jsonl`` (the BM25 terms per chunk, read only
   to merge segments), ``postings_*`` (their BM25 postings, ``bot.lexical.SegmentPostings``)
-  and ``notes.jsonl``;
-  an article a later build removed or replaced is listed as ``dead`` in its segment's
-  manifest entry and skipped on load;
+  and ``notes.jsonl``; a segment of more than ``APPROXIMATE_ABOVE`` rows also holds its HNSW
+  graph (``hnsw.faiss``, written with the segment, see ``bot.vector_store``); an article a
+  later build removed or replaced is listed as ``dead`` in its segment's manifest entry and
+  skipped on load (and in search);
 - ``vocabulary.json``: the word counts of the live rows. (BM25 has no global files: its
   statistics over the live rows are computed from the segments' postings on load.)
 
@@ -29,6 +30,9 @@ previous one serving.
 Integrity: loading resolves ``current`` once to a concrete build folder and reads only
 from it, and refuses a build whose files do not match the checksums its manifest
 recorded (reordered chunk rows would otherwise answer with unrelated passages).
+A load reads and checks the files serving uses: a graph segment's vectors come from its
+graph, so its ``vectors.npy`` is read (and checked) only by builds that reuse its rows;
+``terms.jsonl`` likewise (a load checks its size).
 
 Builds are serialized by an exclusive ``flock`` on ``<index>/.build.lock``: a second build
 waits (up to ``BUILD_LOCK_TIMEOUT`` seconds) and then starts from the first one's result.
@@ -54,15 +58,26 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-import faiss
 import numpy as np
 
 from bot.errors import BotError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from bot.lexical import POSTINGS_FILES, LexicalIndex, SegmentPostings, write_postings
 from bot.rows import CHUNK_DTYPE, ArticleTable, ChunkTable, open_texts
 from bot.types import Article, Chunk
+from bot.vector_store import (  # noqa: F401  (re-exported: the store's public names)
+    APPROXIMATE_FILE,
+    FaissStore,
+    StorePart,
+    VectorStore,
+    build_graph,
+    check_dimension,
+    flat_index,
+    graph_recall,
+    read_graph,
+    recall_probes,
+    write_segment_graph,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +108,6 @@ _BUILD_ONLY_FILES = ("terms.jsonl",)
 _REQUIRED_FILES = (VOCABULARY,)
 _REBUILD = "rebuild it with `python -m bot index --full`"
 
-# Bound the threads FAISS uses: the machine has 2 cores and the bot also serves requests.
-faiss.omp_set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-
 class IndexIntegrityError(IndexCorruptError):
     """A build's files do not match its manifest (missing, truncated, changed, reordered)."""
 
@@ -111,230 +122,6 @@ class IndexIntegrityError(IndexCorruptError):
 
 class IndexBusyError(BotError):
     """Another build held the index's build lock for longer than ``BUILD_LOCK_TIMEOUT``."""
-
-
-class VectorStore(Protocol):
-    """The seam retrieval searches through: the only holder of an index's vectors.
-
-    Row ids are store rows (row i is chunk i of the index). Scores are inner products of
-    unit vectors, so cosines. The local FAISS store is the default; another backend (a
-    server) implements the same methods.
-    """
-
-    dimension: int
-
-    def __len__(self) -> int: ...
-
-    def search(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (cosines, row ids) per query, -1 ids padding; ``allowed_rows`` (metadata filters)
-        is applied inside the search, so a filter never empties a top-k."""
-        ...
-
-    def cosines(self, query: np.ndarray) -> np.ndarray:
-        """The cosine of every row with one query vector (row i at position i)."""
-        ...
-
-    def vectors_of(self, rows) -> np.ndarray:
-        """The stored vectors of some rows (for near-duplicate checks), in the order given."""
-        ...
-
-    def add(self, vectors: np.ndarray) -> np.ndarray:
-        """Append rows; returns their ids."""
-        ...
-
-    def delete(self, rows: np.ndarray) -> None:
-        """Remove rows; later rows move down to keep ids contiguous (the chunk table must drop
-        the same rows)."""
-        ...
-
-    def describe(self) -> dict:
-        """Backend, kind of index, rows and dimension: for logs and ``eval scale``."""
-        ...
-
-
-# The approximate index (issue 11): FAISS HNSW over the stored vectors, exact inner products.
-# M=32 and efConstruction 40 (FAISS's default): at 100k clustered 384-d rows the graph builds in
-# 19 s on two cores, holds 181 MB (vectors included) and reaches recall@10 0.975 at efSearch 32,
-# 1.000 at 64 (0.13 / 0.31 ms a query). efSearch is chosen per build: the smallest of
-# HNSW_EF_SEARCH whose recall@10 reaches RECALL_TARGET on RECALL_QUERIES probe queries made
-# from the stored vectors (see ``graph_recall``).
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 40
-HNSW_EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
-# Questions are harder for the graph than the probes: on 6,455 hashing vectors of benchmark
-# text, recall@10 at efSearch 16/32/64/128 was 0.95/0.98/0.99/1.00 with stored vectors as
-# queries, 0.88/0.95/0.98/0.99 with blends of two, and 0.83/0.92/0.97/0.99 with 300 real
-# questions; and the eval's 100k synthetic archive, tuned on stored vectors (efSearch 16, 1.000),
-# gave the questions 0.495. So efSearch is chosen on blends, with a margin (0.99). At 100k
-# synthetic rows the eval's 40 questions got 0.943 both at efSearch 256 (blends 0.986) and 512
-# (blends 0.996): those misses do not come from the width of the search (not yet explained; the
-# synthetic archive repeats each benchmark paragraph about 13 times).
-RECALL_TARGET = 0.99
-RECALL_QUERIES = 200
-# The graph is stored with the build (and checksummed like every other file): reading it back
-# takes 0.24 s at 100k rows where building it takes 19 s, so a load never builds it.
-APPROXIMATE_FILE = "hnsw.faiss"
-
-
-class FaissStore:
-    """The local store: exact inner-product search over unit vectors, or above the build's
-    ``APPROXIMATE_ABOVE`` an HNSW graph over the same vectors (``approximate``: how it was
-    built and its measured recall@10, from the manifest).
-
-    ``cosines`` reads FAISS's own vector buffer (no copy), so the vectors are held once. The
-    scores an HNSW search returns are exact inner products with the stored vectors too; only
-    which rows come back is approximate.
-    """
-
-    def __init__(self, index: faiss.Index, approximate: dict | None = None):
-        self._index = index
-        self.dimension = int(index.d)
-        self.approximate = approximate if hasattr(index, "hnsw") else None
-        if self.approximate is not None:
-            index.hnsw.efSearch = int(self.approximate["ef_search"])
-
-    @classmethod
-    def from_vectors(cls, vectors: np.ndarray, dimension: int) -> FaissStore:
-        store = cls(faiss.IndexFlatIP(dimension))
-        if len(vectors):
-            store.add(vectors)
-        return store
-
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
-
-    @property
-    def ntotal(self) -> int:
-        return len(self)
-
-    def _view(self) -> np.ndarray:
-        """FAISS's vector buffer as a read-only numpy array (valid until the next add/delete)."""
-        return _vector_view(self._index)
-
-    def search(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        k = max(1, min(k, len(self)))
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        check_dimension(queries.shape[-1], self.dimension, "this store")
-        if self.approximate is not None:
-            return self._search_graph(queries, k, allowed_rows)
-        if allowed_rows is None:
-            return self._index.search(queries, k)
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
-        return self._index.search(queries, k, params=faiss.SearchParameters(sel=selector))
-
-    def _search_graph(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None):
-        ef_search = int(self.approximate["ef_search"])
-        if allowed_rows is None:
-            return self._index.search(queries, k, params=faiss.SearchParametersHNSW(efSearch=max(ef_search, k)))
-        allowed = np.unique(np.asarray(allowed_rows, dtype=np.int64))
-        allowed = allowed[(allowed >= 0) & (allowed < len(self))]
-        if len(allowed) <= int(self.approximate.get("above", 0)):
-            # A filter leaving no more rows than exact search is used for: search them exactly,
-            # cheaper than a walk widened to most of the graph (the results are the same).
-            return _exact_top_k(queries, self._view(), allowed, k)
-        # Fewer allowed rows means fewer of the nodes the walk visits count: widen it in proportion.
-        widened = min(len(self), max(ef_search, k) * -(-len(self) // len(allowed)))
-        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBatch(allowed), efSearch=int(widened))
-        return self._index.search(queries, k, params=params)
-
-    def cosines(self, query: np.ndarray) -> np.ndarray:
-        check_dimension(query.shape[-1], self.dimension, "this store")
-        return self._view() @ np.asarray(query, dtype=np.float32)
-
-    def vectors_of(self, rows) -> np.ndarray:
-        return self._view()[np.asarray(rows, dtype=np.int64)]
-
-    def add(self, vectors: np.ndarray) -> np.ndarray:
-        start = len(self)
-        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return np.arange(start, len(self), dtype=np.int64)
-
-    def delete(self, rows: np.ndarray) -> None:
-        if self.approximate is None:
-            self._index.remove_ids(np.ascontiguousarray(rows, dtype=np.int64))
-            return
-        # FAISS cannot remove nodes from an HNSW graph: rebuild it from the remaining rows.
-        keep = np.setdiff1d(np.arange(len(self)), np.asarray(rows, dtype=np.int64))
-        self._index = build_graph(np.array(self._view()[keep]))
-        self._index.hnsw.efSearch = int(self.approximate["ef_search"])
-
-    def describe(self) -> dict:
-        description = {"backend": "faiss", "index": type(self._index).__name__, "rows": len(self),
-                       "dimension": self.dimension, "exact": self.approximate is None}
-        if self.approximate is not None:
-            description.update({key: self.approximate[key] for key in ("M", "ef_search", "recall_at_10", "recall_queries")})
-        return description
-
-
-def _vector_view(index: faiss.Index) -> np.ndarray:
-    """An index's stored vectors (a flat index's, or an HNSW graph's storage) without a copy."""
-    rows, dimension = int(index.ntotal), int(index.d)
-    if rows == 0:
-        return np.zeros((0, dimension), dtype=np.float32)
-    flat = faiss.downcast_index(index.storage) if hasattr(index, "hnsw") else index
-    view = faiss.rev_swig_ptr(flat.get_xb(), rows * dimension).reshape(rows, dimension)
-    view.flags.writeable = False
-    return view
-
-
-def _exact_top_k(queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (inner products, row ids) among ``rows`` by exact search, -1 padding like FAISS."""
-    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    ids = np.full((len(queries), k), -1, dtype=np.int64)
-    if len(rows) == 0:
-        return scores, ids
-    products = queries @ vectors[rows].T
-    take = min(k, len(rows))
-    best = np.argpartition(-products, take - 1, axis=1)[:, :take]
-    for q in range(len(queries)):
-        order = best[q][np.argsort(-products[q, best[q]], kind="stable")]
-        scores[q, :take], ids[q, :take] = products[q, order], rows[order]
-    return scores, ids
-
-
-def build_graph(vectors: np.ndarray, graph: faiss.Index | None = None) -> faiss.Index:
-    """An HNSW graph (inner product) over ``vectors``, or ``graph`` with them appended."""
-    if graph is None:
-        graph = faiss.IndexHNSWFlat(int(vectors.shape[1]), HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    if len(vectors):
-        graph.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return graph
-
-
-def recall_probes(vectors: np.ndarray, count: int = RECALL_QUERIES, seed: int = 0) -> np.ndarray:
-    """``count`` unit queries, each the normalized sum of two stored vectors (a seeded sample)."""
-    rng = np.random.default_rng(seed)
-    count = min(count, len(vectors))
-    probes = vectors[rng.choice(len(vectors), size=count, replace=False)] + vectors[rng.choice(len(vectors), size=count)]
-    probes /= np.maximum(np.linalg.norm(probes, axis=1, keepdims=True), 1e-12)
-    return np.ascontiguousarray(probes, dtype=np.float32)
-
-
-def graph_recall(graph: faiss.Index, queries: int = RECALL_QUERIES, seed: int = 0) -> tuple[int, float]:
-    """(efSearch, recall@10): the smallest ``HNSW_EF_SEARCH`` whose top 10 reaches ``RECALL_TARGET``
-    against exact search on ``queries`` probes: each the normalized sum of two stored vectors
-    (a seeded sample), which, like a question, is close to no stored row (a stored vector used
-    as its own query finds itself and overstates recall, see ``RECALL_TARGET``).
-
-    A returned row counts when exact search would rank it in the top 10: rows tied with the
-    10th (the same text in two articles) are as right as the one exact search happened to list.
-    """
-    vectors = _vector_view(graph)
-    sample = recall_probes(vectors, queries, seed)
-    k = min(10, len(vectors))
-    tenth = np.empty(len(sample), dtype=np.float32)
-    for start in range(0, len(sample), 20):  # 20 x rows products at a time: bounded memory at 1M rows
-        products = sample[start:start + 20] @ vectors.T
-        tenth[start:start + 20] = -np.partition(-products, k - 1, axis=1)[:, k - 1]
-    recall = 0.0
-    for ef_search in HNSW_EF_SEARCH:
-        scores, _ = graph.search(sample, k, params=faiss.SearchParametersHNSW(efSearch=ef_search))
-        # The scores FAISS returns are the exact inner products of the rows it found.
-        recall = float(np.mean(scores >= tenth[:, None] - 1e-5))
-        if recall >= RECALL_TARGET:
-            break
-    return ef_search, round(recall, 4)
 
 
 @dataclass
@@ -390,15 +177,6 @@ class StoredIndex:
     def vectors_array(self) -> np.ndarray:
         """All stored vectors (row i is chunk i), a copy: for tests and tools, not for serving."""
         return np.array(self.vectors.vectors_of(np.arange(len(self.vectors))), dtype=np.float32).reshape(-1, self.vectors.dimension)
-
-
-def check_dimension(query_width: int, index_width: int, where) -> None:
-    """Refuse a query vector of another width than the index's (a model with another dimension)."""
-    if query_width != index_width:
-        raise IndexMismatchError(
-            f"the index in {where} holds {index_width}-dimensional vectors but the model gives {query_width}; "
-            "rebuild it with `python -m bot index --full`, or change EMBEDDING_MODEL back"
-        )
 
 
 def new_flat_index(vectors: np.ndarray, dimension: int) -> FaissStore:
@@ -613,9 +391,14 @@ class Segment:
 def segment_entry(name: str, segment: Segment) -> dict:
     """A segment as the manifest lists it: its articles (in order), rows, and the articles
     later builds removed or replaced (``dead``: their rows are skipped when loading;
-    ``live_rows`` counts the others)."""
+    ``live_rows`` counts the others). ``article_rows``: each article's number of rows (an
+    article's chunks are consecutive), so the dead rows are known without reading the chunks."""
     rows = len(segment.chunks)
-    return {"name": name, "articles": [a.article_id for a in segment.articles], "rows": rows, "live_rows": rows, "dead": []}
+    per_article = {a.article_id: 0 for a in segment.articles}
+    for chunk in segment.chunks:
+        per_article[chunk.article_id] += 1
+    return {"name": name, "articles": list(per_article), "rows": rows, "live_rows": rows, "dead": [],
+            "article_rows": list(per_article.values())}
 
 
 def _write_segment(folder: Path, segment: Segment) -> None:
@@ -674,9 +457,9 @@ def write_build(
     checksums carried over, so an update costs what it adds. ``added``: the new segment
     (its BM25 postings written with it: nothing lexical is rebuilt from the kept segments).
     ``vocabulary``: the running word counts of the live articles (``bot.names``).
-    ``approximate_above``: with more live rows than this, an HNSW graph is stored as well
-    (added to the previous build's graph when this build only appends rows) and its measured
-    recall@10 recorded in the manifest's ``approximate`` entry (None: exact search only).
+    ``approximate_above``: a new segment of more rows than this gets its own HNSW graph, its
+    measured recall@10 recorded in its segment entry (``graph``); kept segments keep theirs
+    (hard-linked). The manifest's ``approximate`` entry sums up the graphs (None: exact search).
     Takes the build lock (re-entrant: ``build_index`` already holds it).
     """
     with build_lock(index_dir):
@@ -703,14 +486,16 @@ def write_build(
                 name = f"seg-{seq:06d}-{uuid.uuid4().hex[:8]}"
                 _write_segment(staging / SEGMENTS / name, added)
                 segments.append(segment_entry(name, added))
+                if approximate_above is not None and len(added.chunks) > approximate_above:
+                    segments[-1]["graph"] = write_segment_graph(staging / SEGMENTS / name, added.vectors, approximate_above)
+                    log.info("segment %s: HNSW graph over %d rows in %.1f s, recall@10 %.3f against exact at efSearch %d",
+                             name, len(added.chunks), segments[-1]["graph"]["graph_seconds"],
+                             segments[-1]["graph"]["recall_at_10"], segments[-1]["graph"]["ef_search"])
                 written.extend((staging / SEGMENTS / name).iterdir())
             (staging / VOCABULARY).write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
             written.append(staging / VOCABULARY)
             live_rows = sum(int(e["live_rows"]) for e in segments)
-            approximate = None
-            if approximate_above is not None and live_rows > approximate_above:
-                approximate = _write_graph(staging, index_dir, previous, kept, added, files, approximate_above)
-                written.append(staging / APPROXIMATE_FILE)
+            approximate = approximate_of(segments, built=added is not None and bool(added.chunks) and "graph" in segments[-1])
             # Hash what is on disk (not what we meant to write), and make it durable: a
             # power cut after the rename must not leave a build whose files are empty.
             for path in written:
@@ -749,51 +534,21 @@ def write_build(
         return final
 
 
-def _write_graph(staging: Path, index_dir: Path, previous: dict | None, kept: list[dict], added: Segment | None,
-                 files: dict[str, dict], above: int) -> dict:
-    """Write the build's HNSW graph into ``staging`` and say how it was made and how good it is.
-
-    When this build keeps every segment of a previous build that had a graph, with no new dead
-    rows, the rows only grew: the previous graph is read (checked) and the new rows added to
-    it, so adding an article does not rebuild the graph. Otherwise it is built from the live
-    vectors of the kept segments (checked against their carried-over checksums) and the new one.
-    """
-    started = time.perf_counter()
-    new_vectors = added.vectors if added is not None and added.chunks else np.zeros((0, 0), np.float32)
-    graph = None
-    old = (previous or {}).get("approximate")
-    same_rows = [(e["name"], sorted(e.get("dead", ()))) for e in kept] == \
-        [(e["name"], sorted(e.get("dead", ()))) for e in (previous or {}).get("segments", [])]
-    if old and kept and same_rows and APPROXIMATE_FILE in previous.get("files", {}):
-        old_folder = index_dir / previous["build_id"]
-        raw = _Verifier(old_folder, index_dir).read(APPROXIMATE_FILE, previous["files"][APPROXIMATE_FILE])
-        graph = faiss.deserialize_index(np.frombuffer(raw, dtype=np.uint8))
-        if int(graph.ntotal) != int(old.get("rows", -1)):
-            graph = None  # not the graph the manifest describes: build it again
-    incremental = graph is not None
-    if incremental:
-        graph = build_graph(new_vectors, graph) if len(new_vectors) else graph
-    else:
-        verifier = _Verifier(staging, index_dir)
-        parts = []
-        for entry in kept:
-            prefix = f"{SEGMENTS}/{entry['name']}/"
-            data = {prefix + n: verifier.read(prefix + n, files[prefix + n]) for n in _SEGMENT_FILES if n != "terms.jsonl"}
-            parts.append(_segment_rows(data, prefix, entry, terms=False).vectors)
-        if len(new_vectors):
-            parts.append(new_vectors)
-        graph = build_graph(np.concatenate(parts))
-    built_s = time.perf_counter() - started
-    ef_search, recall = graph_recall(graph)
-    faiss.write_index(graph, str(staging / APPROXIMATE_FILE))
-    summary = {
-        "kind": "HNSWFlat", "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": ef_search,
-        "recall_at_10": recall, "recall_queries": min(RECALL_QUERIES, int(graph.ntotal)), "rows": int(graph.ntotal),
-        "above": int(above), "graph_seconds": round(built_s, 2), "incremental": incremental,
+def approximate_of(segments: list[dict], built: bool) -> dict | None:
+    """The manifest's summary of the segments' graphs (None when every row is searched exactly):
+    rows in graphs, the widest efSearch and the lowest recall@10 measured; ``graph_seconds``:
+    the time this build spent building a graph (0 when it only reused them)."""
+    graphs = [(e, e["graph"]) for e in segments if e.get("graph")]
+    if not graphs:
+        return None
+    return {
+        "kind": "HNSWFlat per segment", "M": graphs[0][1]["M"], "ef_construction": graphs[0][1]["ef_construction"],
+        "ef_search": max(g["ef_search"] for _, g in graphs), "recall_at_10": min(g["recall_at_10"] for _, g in graphs),
+        "recall_queries": min(g["recall_queries"] for _, g in graphs), "segments": len(graphs),
+        "rows": sum(g["rows"] for _, g in graphs), "live_rows": sum(e["live_rows"] for e, _ in graphs),
+        "exact_rows": sum(e["live_rows"] for e in segments if not e.get("graph")), "above": graphs[-1][1]["above"],
+        "graph_seconds": graphs[-1][1]["graph_seconds"] if built else 0.0, "built": built,
     }
-    log.info("approximate index: HNSW over %d rows (%s) in %.1f s, recall@10 %.3f against exact at efSearch %d",
-             graph.ntotal, "rows added to the previous graph" if incremental else "built", built_s, recall, ef_search)
-    return summary
 
 
 def approximate_summary(build_path: Path) -> dict | None:
@@ -913,8 +668,7 @@ class _Verifier:
         if not isinstance(segments, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in segments):
             raise self.fail(MANIFEST, "lists no valid segments")
         required = [*_REQUIRED_FILES, *(f"{SEGMENTS}/{e['name']}/{n}" for e in segments for n in (*_SEGMENT_FILES, *POSTINGS_FILES))]
-        if manifest.get("approximate"):
-            required.append(APPROXIMATE_FILE)
+        required += [f"{SEGMENTS}/{e['name']}/{APPROXIMATE_FILE}" for e in segments if e.get("graph")]
         for name in required:
             if name not in files:
                 raise self.fail(MANIFEST, f"does not list {name}")
@@ -940,17 +694,24 @@ class _Verifier:
         if size != entry.get("bytes"):
             raise self.fail(name, f"has {size} bytes, the manifest recorded {entry.get('bytes')} (truncated or changed)")
 
-    def open_mapped(self, name: str, entry: dict):
-        """The file checked by streaming it (its bytes are not held), then memory-mapped."""
+    def check_file(self, name: str, entry: dict) -> None:
+        """Check a file another library reads itself (a graph) or that is memory-mapped (texts),
+        hashing it in blocks (no copy in memory)."""
         self.check_present(name, entry)
         try:
             sha, _ = _sha256_file(self.folder / name)
-            mapped = open_texts(self.folder / name)
         except OSError as exc:
             raise self.fail(name, f"cannot be read ({exc})") from exc
         if sha != entry.get("sha256"):
             raise self.fail(name, "does not match its sha256 checksum (changed, reordered or corrupted)")
-        return mapped
+
+    def open_mapped(self, name: str, entry: dict):
+        """The file checked by streaming it (its bytes are not held), then memory-mapped."""
+        self.check_file(name, entry)
+        try:
+            return open_texts(self.folder / name)
+        except OSError as exc:
+            raise self.fail(name, f"cannot be read ({exc})") from exc
 
     def check(self, name: str, entry: dict, data: bytes) -> None:
         if len(data) != entry.get("bytes"):
@@ -1067,6 +828,50 @@ def read_segments(index_dir: Path, manifest: dict, entries: list[dict] | None = 
     return segments
 
 
+def _live_mask(entry: dict) -> np.ndarray:
+    """Which of a segment's stored rows are live (their article not marked dead), from the
+    manifest's ``article_rows`` (an article's chunks are consecutive)."""
+    dead = set(entry.get("dead", ()))
+    alive = np.array([a not in dead for a in entry["articles"]], dtype=bool)
+    mask = np.repeat(alive, np.asarray(entry["article_rows"], dtype=np.int64))
+    if len(mask) != entry["rows"]:
+        raise ValueError(f"segment {entry['name']} lists {len(mask)} rows by article, the manifest says {entry['rows']}")
+    return mask
+
+
+def _segment_vectors(verifier: _Verifier, files: dict[str, dict], entry: dict) -> np.ndarray:
+    """Every stored row's vector of one segment (``vectors.npy``, checked)."""
+    name = f"{SEGMENTS}/{entry['name']}/vectors.npy"
+    vectors = np.load(io.BytesIO(verifier.read(name, files[name])), allow_pickle=False)
+    if len(vectors) != entry["rows"]:
+        raise ValueError(f"{name} holds {len(vectors)} vectors, the manifest says {entry['rows']}")
+    return vectors
+
+
+def _faiss_store(folder: Path, manifest: dict, verifier: _Verifier, files: dict[str, dict]) -> FaissStore:
+    """The local store of a build: each graph segment's graph (checked; its ``vectors.npy`` is
+    not read), and one flat index over the live rows of the other segments."""
+    dimension = int(manifest["dimension"])
+    parts, flat_vectors, flat_rows = [], [], []
+    start = 0
+    for entry in manifest["segments"]:
+        live = _live_mask(entry)
+        rows = np.full(len(live), -1, dtype=np.int64)
+        rows[live] = np.arange(start, start + int(live.sum()))
+        start += int(live.sum())
+        if entry.get("graph"):
+            name = f"{SEGMENTS}/{entry['name']}/{APPROXIMATE_FILE}"
+            verifier.check_file(name, files[name])
+            parts.append(StorePart(read_graph(folder / name, int(entry["rows"]), dimension), rows, entry["graph"]))
+        else:
+            flat_vectors.append(_segment_vectors(verifier, files, entry)[live])
+            flat_rows.append(rows[live])
+    if flat_vectors or not parts:
+        vectors = np.concatenate(flat_vectors) if flat_vectors else np.zeros((0, dimension), np.float32)
+        parts.append(StorePart(flat_index(vectors, dimension), np.concatenate(flat_rows) if flat_rows else np.zeros(0, np.int64)))
+    return FaissStore(parts)
+
+
 def load_index(index_dir: Path, expected: dict | None = None, vector_store=None) -> StoredIndex:
     """Load the serving build; ``expected`` manifest entries must match (model, chunking...).
 
@@ -1082,16 +887,14 @@ def load_index(index_dir: Path, expected: dict | None = None, vector_store=None)
     try:
         rows = _serving_rows(manifest, verifier, files)
         vocabulary = json.loads(verifier.read(VOCABULARY, files[VOCABULARY]).decode("utf-8"))
-        if vector_store is None and manifest.get("approximate"):
-            data = verifier.read(APPROXIMATE_FILE, files[APPROXIMATE_FILE])
-            graph = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-            del data
-            if int(graph.ntotal) != len(rows.vectors) or int(graph.d) != int(manifest["dimension"]):
-                raise ValueError(f"{APPROXIMATE_FILE} holds {graph.ntotal} rows, the segments {len(rows.vectors)}")
-            vectors = FaissStore(graph, manifest["approximate"])
+        # Vectors and graphs are read (and checked) for the vector store: a graph segment's
+        # vectors.npy is not read at all (its graph holds the vectors).
+        if vector_store is None:
+            vectors = _faiss_store(folder, manifest, verifier, files)
         else:
-            make_store = vector_store or (lambda rows_vectors, dimension, _build: new_flat_index(rows_vectors, dimension))
-            vectors = make_store(rows.vectors, int(manifest["dimension"]), folder.name)
+            live = [_segment_vectors(verifier, files, e)[_live_mask(e)] for e in manifest["segments"]]
+            dimension = int(manifest["dimension"])
+            vectors = vector_store(np.concatenate(live) if live else np.zeros((0, dimension), np.float32), dimension, folder.name)
         lexical = LexicalIndex([
             SegmentPostings.read(lambda name, prefix=f"{SEGMENTS}/{e['name']}/": verifier.read(prefix + name, files[prefix + name]),
                                  e["articles"], e.get("dead", ()))
@@ -1112,7 +915,6 @@ class _ServingRows:
     articles: ArticleTable
     chunks: ChunkTable
     notes: list[dict]
-    vectors: np.ndarray
 
 
 def _serving_rows(manifest: dict, verifier: _Verifier, files: dict[str, dict]) -> _ServingRows:
@@ -1121,7 +923,7 @@ def _serving_rows(manifest: dict, verifier: _Verifier, files: dict[str, dict]) -
     metadata: dict[str, Article] = {}
     text_at: dict[str, tuple[int, int, int]] = {}
     blobs, notes, article_ids = [], [], []
-    article_no, columns, vector_parts = [], {c: [] for c in ("ordinal", "start", "end", "token_count")}, []
+    article_no, columns = [], {c: [] for c in ("ordinal", "start", "end", "token_count")}
     for entry in manifest["segments"]:
         prefix = f"{SEGMENTS}/{entry['name']}/"
         dead = set(entry.get("dead", ()))
@@ -1140,21 +942,19 @@ def _serving_rows(manifest: dict, verifier: _Verifier, files: dict[str, dict]) -
             text_at[meta.article_id] = (len(blobs) - 1, offset, length)
             notes.append(json.loads(note))
         rows = _chunk_rows(verifier.read(prefix + "chunks.npy", files[prefix + "chunks.npy"]))
-        vectors = np.load(io.BytesIO(verifier.read(prefix + "vectors.npy", files[prefix + "vectors.npy"])), allow_pickle=False)
-        if len(vectors) != entry["rows"] or len(rows) != entry["rows"] or len(records) != len(entry["articles"]):
-            raise ValueError(f"segment {entry['name']} holds {len(vectors)} vectors, {len(rows)} chunks and {len(records)} "
-                             f"articles, the manifest says {entry['rows']} and {len(entry['articles'])}")
+        if len(rows) != entry["rows"] or len(records) != len(entry["articles"]):
+            raise ValueError(f"segment {entry['name']} holds {len(rows)} chunks and {len(records)} articles, "
+                             f"the manifest says {entry['rows']} and {len(entry['articles'])}")
         if len(rows) and not 0 <= int(rows["article"].min()) <= int(rows["article"].max()) < len(records):
             raise ValueError(f"segment {entry['name']} has chunks of articles it does not hold")
         owner = number[rows["article"]]
         live = owner >= 0
+        if not np.array_equal(live, _live_mask(entry)):  # the vector store skips rows by the manifest
+            raise ValueError(f"segment {entry['name']}'s chunks do not match its rows per article")
         article_no.append(owner[live])
         for column, parts in columns.items():
             parts.append(rows[column][live].astype(np.int64))
-        vector_parts.append(vectors if live.all() else vectors[live])
     articles = ArticleTable(metadata, text_at, blobs)
     joined = {c: np.concatenate(p) if p else np.zeros(0, np.int64) for c, p in columns.items()}
     chunks = ChunkTable(article_ids, np.concatenate(article_no) if article_no else np.zeros(0, np.int64), joined, articles)
-    dimension = int(manifest["dimension"])
-    vectors = np.concatenate(vector_parts) if vector_parts else np.zeros((0, dimension), np.float32)
-    return _ServingRows(articles, chunks, notes, np.ascontiguousarray(vectors, dtype=np.float32))
+    return _ServingRows(articles, chunks, notes)

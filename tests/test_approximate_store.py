@@ -5,6 +5,8 @@ with filters still applied; at or below the threshold search stays exact."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from bot.config import Settings
 from bot.errors import IndexCorruptError
 from bot.indexing import build_index
 from bot.scale_eval import HASHING_MODEL, HashingEmbedder, _synthetic_corpus
-from bot.store import APPROXIMATE_FILE, FaissStore, build_graph, graph_recall, load_index, recall_probes
+from bot.store import APPROXIMATE_FILE, FaissStore, StorePart, build_graph, flat_index, graph_recall, load_index, recall_probes
 from tests.helpers import MULTIHOP_DIR
 
 
@@ -106,31 +108,140 @@ def test_recall_is_measured_with_probes_close_to_no_stored_row():
     assert (probes @ vectors.T).max(axis=1).max() < 0.9
 
 
-def test_adding_an_article_extends_the_graph_and_removing_one_rebuilds_it(built, tmp_path):
-    settings, _ = built["graph"]
-    settings = settings.with_overrides(index_dir=tmp_path / "index")
+def _graph_file(index) -> Path:
+    """The graph file of the build's one graph segment."""
+    (entry,) = [e for e in index.manifest["segments"] if e.get("graph")]
+    return index.path / "segments" / entry["name"] / APPROXIMATE_FILE
+
+
+def _grown_copy(settings, tmp_path):
+    """A copy of the graph fixture's corpus and a fresh index of it (one graph segment)."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(settings.corpus_dir, corpus)
+    settings = settings.with_overrides(corpus_dir=corpus, index_dir=tmp_path / "index")
     build_index(settings, HashingEmbedder(), progress=False)
-    extra = settings.corpus_dir.parent / "corpus-grown"
-    import shutil
-    shutil.copytree(settings.corpus_dir, extra)
-    grown = settings.with_overrides(corpus_dir=extra)
-    (extra / "zz-new.md").write_text("# A new storm\n\nA storm hit the coast on Monday and closed the port.\n", encoding="utf-8")
-    added = build_index(grown, HashingEmbedder(), progress=False)
-    assert added.approximate["incremental"] is True and added.approximate["rows"] == added.chunks_total
-    assert len(load_index(grown.index_dir).vectors) == added.chunks_total
-    (extra / "zz-new.md").unlink()
-    removed = build_index(grown, HashingEmbedder(), progress=False)
-    assert removed.approximate["incremental"] is False and removed.approximate["rows"] == removed.chunks_total
-    index = load_index(grown.index_dir)
+    return settings
+
+
+def _drop_archive_records(settings, count: int) -> None:
+    archive = settings.corpus_dir / "archive.json"
+    records = json.loads(archive.read_text(encoding="utf-8"))
+    archive.write_text(json.dumps(records[count:]), encoding="utf-8")
+
+
+def test_adding_an_article_leaves_the_graph_segment_alone_and_searches_the_new_one_exactly(built, tmp_path):
+    settings = _grown_copy(built["graph"][0], tmp_path)
+    before = load_index(settings.index_dir)
+    (settings.corpus_dir / "zz-new.md").write_text("# A new storm\n\nA storm hit the coast on Monday and closed the port.\n",
+                                                   encoding="utf-8")
+    added = build_index(settings, HashingEmbedder(), progress=False)
+    assert added.approximate["built"] is False and added.approximate["graph_seconds"] == 0.0
+    assert added.approximate["exact_rows"] == added.chunks_total - before.manifest["chunks_total"] > 0
+    index = load_index(settings.index_dir)
+    # The big segment's graph is the same file (hard-linked), not a copy extended or rebuilt.
+    assert _graph_file(index).stat().st_ino == _graph_file(before).stat().st_ino
+    assert [bool(e.get("graph")) for e in index.manifest["segments"]] == [True, False]
+    assert index.vectors.describe()["index"] == "IndexFlatIP+IndexHNSWFlat" and len(index.vectors) == added.chunks_total
+    query = HashingEmbedder().embed(["A storm hit the coast on Monday and closed the port."])
+    scores, found = index.search(query, 10)
+    assert index.chunks[found[0][0]].article_id == "zz-new.md" and scores[0][0] > 0.9
+    vectors = index.vectors_array()
+    np.testing.assert_allclose(scores, np.take_along_axis(query @ vectors.T, found, axis=1), atol=1e-5)
+    assert _recall_at_10(found, query, vectors) == 1.0
+
+
+def test_removing_an_article_marks_its_rows_dead_in_the_graph_without_rebuilding_it(built, tmp_path):
+    settings = _grown_copy(built["graph"][0], tmp_path)
+    before = load_index(settings.index_dir)
+    _drop_archive_records(settings, 1)
+    removed = build_index(settings, HashingEmbedder(), progress=False)
+    (gone,) = removed.articles_removed
+    assert removed.approximate["built"] is False and removed.approximate["live_rows"] == removed.chunks_total
+    index = load_index(settings.index_dir)
+    assert _graph_file(index).stat().st_ino == _graph_file(before).stat().st_ino
+    assert index.manifest["segments"][0]["dead"] == [gone]
     assert len(index.vectors) == len(index.chunks) == removed.chunks_total
+    # The removed article's own vectors as queries: the graph still holds them, the store skips them.
+    queries = before.vectors.vectors_of([row for row, chunk in enumerate(before.chunks) if chunk.article_id == gone])
+    for allowed in (None, np.arange(0, len(index.chunks), 2)):
+        scores, found = index.search(queries, 10, allowed)
+        assert (found >= 0).all() and all(index.chunks[row].article_id != gone for row in found.ravel())
+        assert _recall_at_10(found, queries, index.vectors_array(), allowed) >= 0.95
+        np.testing.assert_allclose(scores, np.take_along_axis(queries @ index.vectors_array().T, found, axis=1), atol=1e-5)
+
+
+def test_a_merge_rebuilds_the_merged_segments_graph_and_small_segments_merge_without_the_big_one(built, tmp_path, monkeypatch):
+    import bot.indexing
+
+    settings = _grown_copy(built["graph"][0], tmp_path)
+    first = _graph_file(load_index(settings.index_dir)).stat().st_ino
+    monkeypatch.setattr(bot.indexing, "MAX_SEGMENTS", 2)
+    for name in ("zz-one", "zz-two"):
+        (settings.corpus_dir / f"{name}.md").write_text(f"# {name}\n\nA storm named {name} hit the coast.\n", encoding="utf-8")
+        report = build_index(settings, HashingEmbedder(), progress=False)
+    # Three segments would be too many: the two small ones merged, the graph segment untouched.
+    index = load_index(settings.index_dir)
+    assert [bool(e.get("graph")) for e in index.manifest["segments"]] == [True, False]
+    assert report.approximate["built"] is False and _graph_file(index).stat().st_ino == first
+    # More than a quarter of the graph segment's rows dead: it is merged, its graph built again.
+    _drop_archive_records(settings, 12)
+    report = build_index(settings, HashingEmbedder(), progress=False)
+    index = load_index(settings.index_dir)
+    assert len(index.manifest["segments"]) == 1 and index.manifest["segments"][0]["dead"] == []
+    assert report.approximate["built"] is True and report.approximate["rows"] == report.chunks_total
+    assert _graph_file(index).stat().st_ino != first
+    queries = HashingEmbedder().embed(["A storm named zz-two hit the coast", "the court ruled on the merger"])
+    _, found = index.search(queries, 10)
+    assert _recall_at_10(found, queries, index.vectors_array()) >= 0.95
+
+
+def test_a_graph_segment_is_served_without_reading_its_vectors_but_a_build_checks_them(built, tmp_path):
+    from bot.store import verify_build
+
+    settings = _grown_copy(built["graph"][0], tmp_path)
+    vectors_file = _graph_file(load_index(settings.index_dir)).with_name("vectors.npy")
+    data = bytearray(vectors_file.read_bytes())
+    data[-10] ^= 0xFF
+    vectors_file.write_bytes(bytes(data))
+    index = load_index(settings.index_dir)
+    query = HashingEmbedder().embed(["the court ruled on the merger"])
+    assert (index.search(query, 10)[1] >= 0).all()
+    with pytest.raises(IndexCorruptError, match="vectors.npy"):
+        verify_build(settings.index_dir)
+
+
+def test_a_store_of_a_graph_with_dead_rows_and_a_flat_part_agrees_with_numpy():
+    vectors = _unit(1200, seed=6)
+    graph = build_graph(vectors[:1000])
+    ef_search, recall = graph_recall(graph)
+    rows = np.arange(1000)
+    rows[::7] = -1  # rows of removed articles: still in the graph, not in the store
+    live = rows >= 0
+    rows[live] = np.arange(int(live.sum()))
+    meta = {"ef_search": ef_search, "recall_at_10": recall, "M": 32, "recall_queries": 200, "above": 50}
+    store = FaissStore([StorePart(graph, rows, meta), StorePart(flat_index(vectors[1000:], 384), np.arange(live.sum(), live.sum() + 200))])
+    expected = np.concatenate([vectors[:1000][live], vectors[1000:]])
+    assert len(store) == len(expected)
+    np.testing.assert_allclose(store.vectors_of([0, len(expected) - 1, 5]), expected[[0, len(expected) - 1, 5]])
+    queries = np.concatenate([vectors[:1000][~live][:5], _unit(20, seed=7)])  # dead rows' own vectors first
+    np.testing.assert_allclose(store.cosines(queries[0]), expected @ queries[0], atol=1e-5)
+    for allowed in (None, np.arange(0, len(expected), 3), np.arange(800, 1000), np.arange(10, 40)):
+        scores, found = store.search(queries, 10, allowed)
+        assert (found >= 0).all() and (allowed is None or np.isin(found, allowed).all())
+        assert _recall_at_10(found, queries, expected, allowed) >= 0.95
+        np.testing.assert_allclose(scores, np.take_along_axis(queries @ expected.T, found, axis=1), atol=1e-5)
+    store.delete(np.arange(0, 100))  # marked dead, later rows move down
+    expected = expected[100:]
+    scores, found = store.search(queries, 10)
+    assert len(store) == len(expected) and _recall_at_10(found, queries, expected) >= 0.95
+    assert list(store.add(vectors[:3])) == [len(expected), len(expected) + 1, len(expected) + 2]
 
 
 def test_a_damaged_graph_is_refused_like_any_damaged_file(built, tmp_path):
-    import shutil
     settings, _ = built["graph"]
     copy = tmp_path / "index"
     shutil.copytree(settings.index_dir, copy, symlinks=True)
-    graph_file = load_index(copy).path / APPROXIMATE_FILE
+    graph_file = _graph_file(load_index(copy))
     data = bytearray(graph_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     graph_file.write_bytes(bytes(data))

@@ -216,7 +216,8 @@ def test_the_faiss_store_seam_agrees_with_numpy_and_adds_and_deletes_rows():
     assert len(faiss_store) == 298 and np.allclose(faiss_store.cosines(query), remaining @ query, atol=1e-5)
     _, ids = faiss_store.search(query[None, :], 5)
     assert list(ids[0]) == list(np.argsort(-(remaining @ query))[:5])
-    assert faiss_store.describe() == {"backend": "faiss", "index": "IndexFlatIP", "rows": 298, "dimension": 16, "exact": True}
+    assert faiss_store.describe() == {"backend": "faiss", "index": "IndexFlatIP", "rows": 298, "dimension": 16, "exact": True,
+                                      "parts": 1, "graph_rows": 0}
 
 
 def test_the_retriever_holds_no_copy_of_the_vectors(built, fake_embedder):

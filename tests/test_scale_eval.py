@@ -31,6 +31,9 @@ def test_above_the_threshold_a_size_is_searched_through_the_graph_and_its_recall
     settings = Settings.from_mapping({}).with_overrides(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index",
                                                         embedding_model=HASHING_MODEL, approximate_above=100)
     row = measure_size("graph", settings, HashingEmbedder, ["Who reported on the benchmark?", "What did Amazon sell?"], build_full=True)
-    assert row["store"] == "IndexHNSWFlat" and row["graph_s"] >= 0 and row["add_one_graph_s"] >= 0
+    # The full build's segment is searched through its graph, the added article's small segment exactly
+    # (adding it built no graph).
+    assert row["store"] == "IndexFlatIP+IndexHNSWFlat" and row["graph_s"] >= 0 and row["add_one_graph_s"] == 0
     assert row["build_recall_at_10"] >= 0.95 and row["recall_at_10"] >= 0.95 and row["ef_search"] > 0
+    assert row["pool_recall_at_10"] >= 0.95
     assert "graph s" in format_scale({"rows": [row], "questions": 2})
