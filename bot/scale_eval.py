@@ -57,13 +57,23 @@ class HashingEmbedder:
     dimension = 384
     max_tokens = 256
 
+    def __init__(self) -> None:
+        self._slots: dict[str, int] = {}  # word -> its slot: a synthetic archive repeats its words
+
+    def _slot(self, word: str) -> int:
+        slot = self._slots.get(word)
+        if slot is None:
+            digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+            slot = self._slots[word] = int.from_bytes(digest, "little") % self.dimension
+        return slot
+
     def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        cells: list[int] = []  # row * dimension + slot, once per word
         for row, text in enumerate(texts):
-            for word in _WORD.findall(text.lower()):
-                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
-                out[row, int.from_bytes(digest, "little") % self.dimension] += 1.0
-        return normalize(out)
+            offset = row * self.dimension
+            cells.extend([offset + self._slot(word) for word in _WORD.findall(text.lower())])
+        counts = np.bincount(np.asarray(cells, dtype=np.int64), minlength=len(texts) * self.dimension)
+        return normalize(counts.reshape(len(texts), self.dimension).astype(np.float32))
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(t.split()) for t in texts]
