@@ -377,7 +377,8 @@ def _read_scan_cache(path: Path, fingerprint: str) -> dict[str, tuple[str, str]]
     if not Path(path).exists():
         return {}
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+        read_only = Path(path).resolve().as_uri() + "?mode=ro"  # as_uri escapes "?" and "#" in the path
+        with contextlib.closing(sqlite3.connect(read_only, uri=True, timeout=30)) as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'parser'").fetchone()
             if row is None or row[0] != fingerprint:
                 return {}
