@@ -75,6 +75,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -204,8 +205,9 @@ def load_corpus(corpus_dir: Path, *, max_article_bytes: int = DEFAULT_MAX_ARTICL
 UNSETTLED_SECONDS = 2.0
 
 # Changing how files are parsed changes articles and their hashes: a scan cache written by
-# other parsing code is dropped whole (the modules whose code decides an article's content).
+# other parsing code is dropped whole (the modules and libraries that decide an article's content).
 _PARSER_MODULES = ("corpus.py", "types.py")
+_PARSER_LIBRARIES = ("trafilatura", "htmldate", "python-dateutil", "PyYAML")
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,9 @@ class CorpusScan:
                 continue
             article = self.parsed.get(entry.article_id) or reread.get(entry.article_id)
             if article is None or content_hash(article) != entry.content_hash:
+                self._remember.pop(entry.path, None)  # whatever the cache said of it, the next scan reads it
+                self._forget.add(entry.path)
+                self.save()
                 raise CorpusError(f"{entry.path} changed while the index was being built; run the update again")
             out.append(article)
         return out
@@ -352,6 +357,11 @@ def _signature(file: _Found, root: Path, root_prefix: str, sidecars: set[str]) -
 
 def _parser_fingerprint(max_article_bytes: int) -> str:
     digest = hashlib.sha256(f"max_article_bytes={max_article_bytes}\0".encode())
+    for library in _PARSER_LIBRARIES:
+        try:
+            digest.update(f"{library}={importlib.metadata.version(library)}\0".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{library}=none\0".encode())
     package = Path(__file__).parent
     for name in _PARSER_MODULES:
         digest.update((package / name).read_bytes())

@@ -200,3 +200,22 @@ def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path, reads):
     assert _scan(folder, cache).hashes == _hashes(folder)
     reads.clear()
     assert _scan(folder, cache).files_read == 0 and reads == []
+
+
+def test_a_cached_hash_the_file_no_longer_gives_fails_once_then_the_file_is_read_again(tmp_path, reads):
+    """E.g. a parser library upgraded under an unchanged file: the build stops with a clear error
+    and the next scan reads the file instead of trusting the cache forever."""
+    import sqlite3
+
+    from bot.errors import CorpusError
+
+    folder, cache = _corpus(tmp_path), tmp_path / "scan.sqlite3"
+    _scan(folder, cache)
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE files SET articles = ? WHERE path = 'a0.md'", (json.dumps([["a0.md", "0" * 64]]),))
+    scan = _scan(folder, cache)
+    with pytest.raises(CorpusError, match="a0.md changed while the index was being built"):
+        scan.articles(["a0.md"])
+    reads.clear()
+    scan = _scan(folder, cache)
+    assert reads == ["a0.md"] and scan.hashes == _hashes(folder)
