@@ -72,13 +72,17 @@ Hostile input. The corpus folder may hold files nobody vetted, so reading is def
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
 import re
+import sqlite3
 import stat
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from dataclasses import field as dataclass_field
@@ -100,13 +104,16 @@ __all__ = [
     "ARTICLE_SUFFIXES",
     "JSON_FILE_SIZE_FACTOR",
     "SIDECAR_SUFFIXES",
+    "CorpusScan",
     "IngestReport",
+    "ScannedArticle",
     "clean_text",
     "content_hash",
     "load_corpus",
     "normalize_date",
     "read_article_file",
     "read_file_with_problems",
+    "scan_corpus",
 ]
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
@@ -164,23 +171,14 @@ def load_corpus(corpus_dir: Path, *, max_article_bytes: int = DEFAULT_MAX_ARTICL
     gives an empty report (the caller decides whether that is fatal).
     """
     corpus_dir = Path(corpus_dir)
-    if not corpus_dir.exists():
-        raise CorpusError(
-            f"corpus folder {corpus_dir} does not exist: create it and put articles in it, "
-            "or point to another folder with CORPUS_DIR or --corpus"
-        )
-    if not corpus_dir.is_dir():
-        raise CorpusError(
-            f"corpus path {corpus_dir} is a file, not a folder: set CORPUS_DIR or --corpus "
-            "to the folder that holds the articles"
-        )
+    _check_corpus_folder(corpus_dir)
     root = corpus_dir.resolve()
     articles: list[Article] = []
     problems: list[ArticleError] = []
     discovery = _discover(corpus_dir, root)
     warnings: list[ArticleError] = list(discovery.warnings)
-    for path in discovery.articles:
-        found, file_problems, file_warnings = _read_file(path, corpus_dir, root, max_article_bytes)
+    for file in discovery.found:
+        found, file_problems, file_warnings = _read_file(Path(file.path), corpus_dir, root, max_article_bytes)
         articles.extend(found)
         problems.extend(file_problems)
         warnings.extend(file_warnings)
@@ -193,8 +191,226 @@ def load_corpus(corpus_dir: Path, *, max_article_bytes: int = DEFAULT_MAX_ARTICL
     for warning in warnings:
         log.warning("%s: %s", warning.path, warning.reason)
     return IngestReport(
-        articles=articles, problems=problems, files_seen=len(discovery.articles), warnings=warnings
+        articles=articles, problems=problems, files_seen=len(discovery.found), warnings=warnings
     )
+
+
+# ------------------------------------------------------------------------- scan with cache
+
+
+# A file changed within this many seconds of being read could be changed again without its
+# size, mtime or ctime moving (timestamps tick coarsely: 4-10 ms on Linux file systems, up to
+# 2 s on FAT), so it is not remembered: the next scan reads it again. A real archive's files
+# are older than this; a benchmark that writes its corpus just before building waits it out.
+UNSETTLED_SECONDS = 2.0
+
+# Changing how files are parsed changes articles and their hashes: a scan cache written by
+# other parsing code is dropped whole (the modules and libraries that decide an article's content).
+_PARSER_MODULES = ("corpus.py", "types.py")
+_PARSER_LIBRARIES = ("trafilatura", "htmldate", "python-dateutil", "PyYAML")
+
+
+@dataclass(frozen=True)
+class ScannedArticle:
+    """What a scan knows of an article without keeping its text: enough to tell it changed."""
+
+    article_id: str
+    content_hash: str
+    path: str  # the corpus-relative file it is read from
+
+
+@dataclass
+class CorpusScan:
+    """The corpus as a build needs it: every article's id and content hash, in ``load_corpus``
+    order, reading only files that changed since the last scan (see ``scan_corpus``).
+
+    The text of an article is needed only to chunk it: ``articles(ids)`` returns the articles
+    read by this scan and reads the files of the others again.
+    """
+
+    entries: list[ScannedArticle]
+    problems: list[ArticleError]
+    warnings: list[ArticleError]
+    files_seen: int
+    files_read: int  # files parsed by this scan (the others were unchanged and not opened)
+    corpus_dir: Path
+    max_article_bytes: int
+    parsed: dict[str, Article] = dataclass_field(default_factory=dict, repr=False)
+    _remember: dict[str, tuple[str, str]] = dataclass_field(default_factory=dict, repr=False)
+    _forget: set[str] = dataclass_field(default_factory=set, repr=False)
+    _cache_path: Path | None = None
+    _fingerprint: str = ""
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return {entry.article_id: entry.content_hash for entry in self.entries}
+
+    def articles(self, ids: Iterable[str]) -> list[Article]:
+        """The articles with these ids, in scan order: those this scan read, and the others read
+        again from their files. Raises ``CorpusError`` if one has changed or gone since the scan."""
+        wanted = set(ids)
+        missing = [e for e in self.entries if e.article_id in wanted and e.article_id not in self.parsed]
+        reread: dict[str, Article] = {}
+        root = self.corpus_dir.resolve()
+        for rel in dict.fromkeys(e.path for e in missing):
+            found, _, _ = _read_file(self.corpus_dir / rel, self.corpus_dir, root, self.max_article_bytes)
+            reread.update((a.article_id, a) for a in found)
+            self.files_read += 1
+        out = []
+        for entry in self.entries:
+            if entry.article_id not in wanted:
+                continue
+            article = self.parsed.get(entry.article_id) or reread.get(entry.article_id)
+            if article is None or content_hash(article) != entry.content_hash:
+                self._remember.pop(entry.path, None)  # whatever the cache said of it, the next scan reads it
+                self._forget.add(entry.path)
+                self.save()
+                raise CorpusError(f"{entry.path} changed while the index was being built; run the update again")
+            out.append(article)
+        return out
+
+    def save(self) -> None:
+        """Remember the files this scan read (and forget vanished ones) for the next scan: one
+        SQLite transaction, so a crash leaves the previous cache. Best effort: a cache that cannot
+        be written only means the next scan reads more."""
+        if self._cache_path is None or not (self._remember or self._forget):
+            return
+        try:
+            with contextlib.closing(_open_scan_cache(self._cache_path, self._fingerprint)) as db, db:
+                db.executemany("DELETE FROM files WHERE path = ?", [(rel,) for rel in self._forget])
+                db.executemany("INSERT OR REPLACE INTO files (path, signature, articles) VALUES (?, ?, ?)",
+                               [(rel, sig, articles) for rel, (sig, articles) in self._remember.items()])
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("corpus scan cache %s not written: %s", self._cache_path, exc)
+
+
+def scan_corpus(corpus_dir: Path, *, max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES,
+                cache: Path | None = None) -> CorpusScan:
+    """``load_corpus`` for builds: ids and content hashes of every article, parsing only files
+    that are new or changed since the scan that wrote ``cache`` (a SQLite file; None: no cache).
+
+    A file is unchanged when its signature is: size, mtime and ctime in nanoseconds, device,
+    inode and resolved path, of the file and of its sidecars. Discovery, the links and size
+    rules and the corpus-folder check run on every scan; a file with problems or warnings is
+    never remembered, so it is reported again on every run; a vanished file is forgotten.
+    ``save()`` writes what this scan learnt (the build calls it once the build is written).
+    """
+    corpus_dir = Path(corpus_dir)
+    _check_corpus_folder(corpus_dir)
+    root = corpus_dir.resolve()
+    fingerprint = _parser_fingerprint(max_article_bytes)
+    known = _read_scan_cache(cache, fingerprint) if cache is not None else {}
+    discovery = _discover(corpus_dir, root)
+    scan = CorpusScan([], [], list(discovery.warnings), len(discovery.found), 0, corpus_dir, max_article_bytes,
+                      _cache_path=cache, _fingerprint=fingerprint)
+    root_prefix = os.path.join(str(root), "")
+    for file in discovery.found:
+        signature = _signature(file, root, root_prefix, discovery.sidecars) if cache is not None else None
+        remembered = known.get(file.rel)
+        if signature is not None and remembered is not None and remembered[0] == signature:
+            scan.entries.extend(ScannedArticle(i, h, file.rel) for i, h in json.loads(remembered[1]))
+            continue
+        rel = file.rel
+        found, file_problems, file_warnings = _read_file(Path(file.path), corpus_dir, root, max_article_bytes)
+        scan.files_read += 1
+        scan.problems.extend(file_problems)
+        scan.warnings.extend(file_warnings)
+        entries = [ScannedArticle(a.article_id, content_hash(a), rel) for a in found]
+        scan.entries.extend(entries)
+        scan.parsed.update((a.article_id, a) for a in found)
+        if signature is not None and not file_problems and not file_warnings:
+            scan._remember[rel] = (signature, json.dumps([[e.article_id, e.content_hash] for e in entries]))
+        elif remembered is not None:
+            scan._forget.add(rel)
+    seen = {file.rel for file in discovery.found}
+    scan._forget.update(rel for rel in known if rel not in seen)
+    scan.problems.extend(discovery.problems)
+    for sidecar in discovery.orphan_sidecars:
+        scan.problems.append(ArticleError(_relative(sidecar, corpus_dir), "metadata sidecar without an article file next to it"))
+    scan.warnings.sort(key=lambda warning: warning.path)
+    for warning in scan.warnings:
+        log.warning("%s: %s", warning.path, warning.reason)
+    return scan
+
+
+def _signature(file: _Found, root: Path, root_prefix: str, sidecars: set[str]) -> str | None:
+    """What must stay the same for ``file`` to be taken as unchanged, or None when it cannot be
+    trusted (outside the corpus, not a regular file, unreadable, or changed too recently)."""
+    parts = []
+    settled_before = time.time_ns() - int(UNSETTLED_SECONDS * 1e9)
+    sidecar_paths = [file.path + suffix for suffix in SIDECAR_SUFFIXES if file.path + suffix in sidecars]
+    for path, info in [(file.path, file.info), *((sidecar, None) for sidecar in sidecar_paths)]:
+        try:
+            if info is None or stat.S_ISLNK(info.st_mode):  # a link: where it leads must be inside
+                real = str(_inside_corpus(Path(path), root, file.rel))
+                info = os.stat(real)
+            else:  # not a link, in a walked folder: it is where it is
+                real = os.path.join(str(root), file.rel)
+        except (ArticleError, OSError):
+            return None
+        if not stat.S_ISREG(info.st_mode) or max(info.st_mtime_ns, info.st_ctime_ns) >= settled_before:
+            return None
+        where = real[len(root_prefix):] if real.startswith(root_prefix) else real
+        parts.append(f"{where}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}:{info.st_dev}:{info.st_ino}")
+    return "|".join(parts)
+
+
+def _parser_fingerprint(max_article_bytes: int) -> str:
+    digest = hashlib.sha256(f"max_article_bytes={max_article_bytes}\0".encode())
+    for library in _PARSER_LIBRARIES:
+        try:
+            digest.update(f"{library}={importlib.metadata.version(library)}\0".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{library}=none\0".encode())
+    package = Path(__file__).parent
+    for name in _PARSER_MODULES:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _open_scan_cache(path: Path, fingerprint: str) -> sqlite3.Connection:
+    """The cache's connection, its files table emptied when other parsing code wrote it."""
+    db = sqlite3.connect(path, timeout=30)
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, signature TEXT NOT NULL, articles TEXT NOT NULL)")
+    row = db.execute("SELECT value FROM meta WHERE key = 'parser'").fetchone()
+    if row is None or row[0] != fingerprint:
+        db.execute("DELETE FROM files")
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('parser', ?)", (fingerprint,))
+    db.commit()
+    return db
+
+
+def _read_scan_cache(path: Path, fingerprint: str) -> dict[str, tuple[str, str]]:
+    """path -> (signature, JSON [[id, hash], ...]) from ``path``; empty when there is none, it
+    was written by other parsing code, or it cannot be read (it is then rewritten)."""
+    if not Path(path).exists():
+        return {}
+    try:
+        read_only = Path(path).resolve().as_uri() + "?mode=ro"  # as_uri escapes "?" and "#" in the path
+        with contextlib.closing(sqlite3.connect(read_only, uri=True, timeout=30)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'parser'").fetchone()
+            if row is None or row[0] != fingerprint:
+                return {}
+            return {rel: (sig, articles) for rel, sig, articles in db.execute("SELECT path, signature, articles FROM files")}
+    except sqlite3.Error as exc:
+        log.warning("corpus scan cache %s not used (%s): every file is read", path, exc)
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
+        return {}
+
+
+def _check_corpus_folder(corpus_dir: Path) -> None:
+    if not corpus_dir.exists():
+        raise CorpusError(
+            f"corpus folder {corpus_dir} does not exist: create it and put articles in it, "
+            "or point to another folder with CORPUS_DIR or --corpus"
+        )
+    if not corpus_dir.is_dir():
+        raise CorpusError(
+            f"corpus path {corpus_dir} is a file, not a folder: set CORPUS_DIR or --corpus "
+            "to the folder that holds the articles"
+        )
 
 
 def read_article_file(
@@ -341,12 +557,27 @@ def normalize_date(value: Any) -> str | None:
 # ------------------------------------------------------------------ discovery and bytes
 
 
+@dataclass(frozen=True)
+class _Found:
+    """An article file found by discovery: corpus-relative and full path, and its ``lstat``
+    when it is not a link (then it is where it is: a walked folder holds no links)."""
+
+    rel: str
+    path: str
+    info: os.stat_result | None
+
+
 @dataclass
 class _Discovery:
-    articles: list[Path]  # to read, sorted by relative path, one path per real file
+    found: list[_Found]  # to read, sorted by relative path, one path per real file
     orphan_sidecars: list[Path]
     problems: list[ArticleError]  # folders that cannot be walked (unreadable, links outside)
     warnings: list[ArticleError]  # second paths to one file, linked folders not walked
+    sidecars: set[str] = dataclass_field(default_factory=set)  # the full path of every sidecar, orphan or not
+
+    @property
+    def articles(self) -> list[Path]:
+        return [Path(found.path) for found in self.found]
 
 
 def _discover(corpus_dir: Path, root: Path) -> _Discovery:
@@ -354,9 +585,11 @@ def _discover(corpus_dir: Path, root: Path) -> _Discovery:
 
     Linked folders are never walked (``os.walk`` does not follow them): one that leads
     outside the corpus, or nowhere, is a problem; one that leads inside only a warning.
+    Paths are handled as strings with one ``lstat`` per file: at 80k files pathlib's
+    overhead, not the file system, was most of a scan.
     """
-    articles: list[Path] = []
-    sidecars: list[Path] = []
+    articles: list[tuple[str, str]] = []  # (relative path, path)
+    sidecars: dict[str, str] = {}  # path -> relative path
     problems: list[ArticleError] = []
     warnings: list[ArticleError] = []
 
@@ -381,66 +614,74 @@ def _discover(corpus_dir: Path, root: Path) -> _Discovery:
                 warnings.append(ArticleError(rel, reason))
         dirnames[:] = walked
         at_root = Path(dirpath) == corpus_dir
+        folder_rel = "" if at_root else _relative(Path(dirpath), corpus_dir) + "/"
         for name in filenames:
             lowered = name.lower()
             if name.startswith("."):
                 continue
             if lowered.endswith(SIDECAR_SUFFIXES):
-                sidecars.append(Path(dirpath) / name)
+                sidecars[os.path.join(dirpath, name)] = folder_rel + name
             elif at_root and lowered in ROOT_README_NAMES:
                 continue
-            elif Path(name).suffix.lower() in ARTICLE_SUFFIXES:
-                articles.append(Path(dirpath) / name)
+            elif os.path.splitext(lowered)[1] in ARTICLE_SUFFIXES:
+                articles.append((folder_rel + name, os.path.join(dirpath, name)))
     problems.sort(key=lambda problem: problem.path)
-    article_set = set(articles)
-    orphans = [sidecar for sidecar in sidecars if _article_for_sidecar(sidecar) not in article_set]
+    article_paths = {path for _, path in articles}
+    orphans = sorted((rel, path) for path, rel in sidecars.items() if _article_for_sidecar(path) not in article_paths)
 
-    def by_relative_path(path: Path) -> str:
-        return _relative(path, corpus_dir)
-
-    unique, duplicates = _one_path_per_file(sorted(articles, key=by_relative_path), root)
+    unique, duplicates = _one_path_per_file(sorted(articles), root)
     for duplicate, kept in duplicates:
-        warnings.append(
-            ArticleError(
-                by_relative_path(duplicate),
-                f"same file as {by_relative_path(kept)}, which is indexed; not indexed twice",
-            )
-        )
-    return _Discovery(unique, sorted(orphans, key=by_relative_path), problems, warnings)
+        warnings.append(ArticleError(duplicate, f"same file as {kept}, which is indexed; not indexed twice"))
+    return _Discovery(unique, [Path(path) for _, path in orphans], problems, warnings, set(sidecars))
 
 
-def _one_path_per_file(paths: list[Path], root: Path) -> tuple[list[Path], list[tuple[Path, Path]]]:
-    """``paths`` with later paths to an already listed file (links, hard links) left out.
+def _one_path_per_file(articles: list[tuple[str, str]], root: Path) -> tuple[list[_Found], list[tuple[str, str]]]:
+    """``articles`` (relative path, path) with later paths to an already listed file (links,
+    hard links) left out.
 
     Of the paths that reach one file, a path that is not a link wins, else the first.
     Paths that cannot be resolved or lead outside the corpus are kept: reading them
-    reports the problem. Returns the kept paths (in order) and (left out, kept) pairs.
+    reports the problem. Returns the kept files (in order) and (left out, kept) relative
+    path pairs.
     """
-    groups: dict[tuple[int, int], list[Path]] = {}
-    keys: dict[Path, tuple[int, int]] = {}
-    for path in paths:
+    found: list[_Found] = []
+    keys: list[tuple[int, int] | None] = []
+    for rel, path in articles:
         try:
-            real = path.resolve(strict=True)
-            if not real.is_relative_to(root):
-                continue
-            info = real.stat()
-        except (OSError, RuntimeError):
+            info = os.lstat(path)
+        except OSError:
+            found.append(_Found(rel, path, None))
+            keys.append(None)
             continue
-        key = (info.st_dev, info.st_ino)
-        keys[path] = key
-        groups.setdefault(key, []).append(path)
-    keep: dict[tuple[int, int], Path] = {
-        key: next((path for path in group if not path.is_symlink()), group[0]) for key, group in groups.items()
-    }
-    unique = [path for path in paths if path not in keys or keep[keys[path]] == path]
-    duplicates = [(path, keep[keys[path]]) for path in paths if path in keys and keep[keys[path]] != path]
+        if not stat.S_ISLNK(info.st_mode):  # in a walked folder, so inside the corpus
+            found.append(_Found(rel, path, info))
+            keys.append((info.st_dev, info.st_ino))
+            continue
+        found.append(_Found(rel, path, None))
+        try:
+            real = Path(path).resolve(strict=True)
+            if not real.is_relative_to(root):
+                keys.append(None)
+                continue
+            target = real.stat()
+        except (OSError, RuntimeError):
+            keys.append(None)
+            continue
+        keys.append((target.st_dev, target.st_ino))
+    groups: dict[tuple[int, int], list[_Found]] = {}
+    for item, key in zip(found, keys):
+        if key is not None:
+            groups.setdefault(key, []).append(item)
+    keep = {key: next((item for item in group if item.info is not None), group[0]) for key, group in groups.items()}
+    unique = [item for item, key in zip(found, keys) if key is None or keep[key] is item]
+    duplicates = [(item.rel, keep[key].rel) for item, key in zip(found, keys) if key is not None and keep[key] is not item]
     return unique, duplicates
 
 
-def _article_for_sidecar(sidecar: Path) -> Path:
-    lowered = sidecar.name.lower()
+def _article_for_sidecar(sidecar: str) -> str:
+    lowered = sidecar.lower()
     suffix = next(s for s in SIDECAR_SUFFIXES if lowered.endswith(s))
-    return sidecar.with_name(sidecar.name[: -len(suffix)])
+    return sidecar[: -len(suffix)]
 
 
 def _sidecar_for(path: Path) -> Path | None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from bot.chunking import chunk_article
 from bot.config import Settings
-from bot.corpus import content_hash, load_corpus
+from bot.corpus import scan_corpus
 from bot.embedding import Embedder
 from bot.errors import ArticleError, BotError, CorpusError, IndexMissingError
 from bot.lexical import tokenize
@@ -54,6 +54,9 @@ class BuildReport:
     embed_seconds: float = 0.0
     full: bool = False
     problems: list[ArticleError] = field(default_factory=list)
+    # Corpus files parsed by this build: new or changed since the last scan (the scan cache),
+    # plus those of articles the index lacks; the others were only stat'ed.
+    files_read: int = 0
     index_path: str = ""
     # The segments' HNSW graphs (how many, rows, efSearch, the lowest recall@10 against exact
     # search), or None when every segment is searched exactly (none above APPROXIMATE_ABOVE rows).
@@ -153,6 +156,7 @@ def chunk_articles(articles: list[Article], settings: Settings, embedder: Embedd
 # segments' graphs are not rebuilt because articles keep arriving; only when that is not
 # enough is everything merged (see ``_to_merge``).
 MAX_SEGMENTS = 16
+SCAN_CACHE = ".corpus-scan.sqlite3"
 MAX_DEAD_SHARE = 0.25
 
 
@@ -199,23 +203,24 @@ def build_index(settings: Settings, embedder: Embedder, *, full: bool = False, p
 
 def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progress: bool | None) -> BuildReport:
     started = time.perf_counter()
-    ingest = load_corpus(settings.corpus_dir, max_article_bytes=settings.max_article_bytes)
-    if not ingest.articles:
+    ingest = scan_corpus(settings.corpus_dir, max_article_bytes=settings.max_article_bytes,
+                         cache=scan_cache_path(settings))
+    if not ingest.entries:
         reasons = "; ".join(str(p) for p in ingest.problems[:5])
         raise CorpusError(
             f"no readable article in {settings.corpus_dir}/ ({ingest.files_seen} files seen"
             f"{': ' + reasons if reasons else ''}); add .txt, .md, .html or .json articles there"
         )
     seen_ids: set[str] = set()
-    for article in ingest.articles:  # two files must never claim one id
-        if article.article_id in seen_ids:
-            raise CorpusError(f"two articles share the id {article.article_id!r}; rename one of the files")
-        seen_ids.add(article.article_id)
+    for entry in ingest.entries:  # two files must never claim one id
+        if entry.article_id in seen_ids:
+            raise CorpusError(f"two articles share the id {entry.article_id!r}; rename one of the files")
+        seen_ids.add(entry.article_id)
 
     old = _reusable_manifest(settings, embedder, full)
     old_hashes: dict[str, str] = old.get("articles", {}) if old else {}
-    new_hashes = {a.article_id: content_hash(a) for a in ingest.articles}
-    report = BuildReport(full=old is None, problems=list(ingest.problems))
+    new_hashes = ingest.hashes
+    report = BuildReport(full=old is None, problems=list(ingest.problems), files_read=ingest.files_read)
     for article_id, digest in new_hashes.items():
         if article_id not in old_hashes:
             report.articles_added.append(article_id)
@@ -229,6 +234,7 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
         report.chunks_total = report.chunks_reused = int(old.get("chunks_total", 0))
         report.index_path = str(Path(settings.index_dir) / old["build_id"])
         report.approximate = old.get("approximate")
+        ingest.save()
         report.seconds = time.perf_counter() - started
         log.info("%s", report.describe())
         return report
@@ -236,7 +242,8 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
     dimension = int(old["dimension"]) if old is not None else embedder.dimension  # a removal needs no model
     replaced = set(report.articles_changed) | set(report.articles_removed)
     kept, old_versions, cached_vectors = _retire(settings, old, replaced)
-    fresh = [a for a in ingest.articles if a.article_id not in set(report.articles_unchanged)]
+    fresh = ingest.articles([*report.articles_added, *report.articles_changed])  # only these are read in full
+    report.files_read = ingest.files_read
     added, statistics = _new_segment(fresh, settings, embedder, cached_vectors, progress, report)
 
     vocabulary = read_vocabulary(settings.index_dir, old) if old is not None else empty_statistics()
@@ -263,6 +270,7 @@ def _build_locked(settings: Settings, embedder: Embedder, *, full: bool, progres
     }
     path = write_build(settings.index_dir, manifest, kept=kept, previous=old, added=added,
                        vocabulary=vocabulary, approximate_above=settings.approximate_above)
+    ingest.save()  # the files read are remembered once their articles are in a build
     report.index_path = str(path)
     report.approximate = approximate_summary(path)
     report.seconds = time.perf_counter() - started
@@ -355,5 +363,12 @@ def index_is_stale(settings: Settings, model_id: str | None = None) -> bool:
         return True
     if manifest.get("model") != (model_id or settings.embedding_model):
         return True
-    ingest = load_corpus(Path(settings.corpus_dir), max_article_bytes=settings.max_article_bytes)
-    return manifest.get("articles") != {a.article_id: content_hash(a) for a in ingest.articles}
+    ingest = scan_corpus(Path(settings.corpus_dir), max_article_bytes=settings.max_article_bytes,
+                         cache=scan_cache_path(settings))  # read only: builds write the cache
+    return manifest.get("articles") != ingest.hashes
+
+
+def scan_cache_path(settings: Settings) -> Path:
+    """Where builds remember what each corpus file gave (``corpus.scan_corpus``): beside the
+    builds, outside any one of them (it describes the corpus, not a build)."""
+    return Path(settings.index_dir) / SCAN_CACHE

@@ -72,7 +72,10 @@ def consonant_skeleton(word: str) -> str:
     return _DOUBLE.sub(r"\1", head + rest)
 
 
-_SENTENCE_OPENING = re.compile(r"(?:[.!?:]|\n)[\s“\"‘'(]*$")
+# A word and what makes it a sentence's opening, found in one pass: group 1 is non-empty
+# exactly when the 3 characters before the word hold a sentence end (. ! ? : or a line break)
+# followed only by spaces or opening quotes, so counting needs no search per word.
+_WORD_AFTER_OPENING = re.compile(r"((?:[.!?:]|\n)[\s“\"‘'(]{0,2})?(" + _WORD.pattern + ")")
 
 
 def _plain(word: str) -> str:
@@ -92,31 +95,40 @@ def vocabulary_statistics(texts: Iterable[str]) -> dict:
     articles a build changes; a server reads the total instead of every article (2 s at 609
     articles). Acronym definitions are not counts (the latest wins): each article keeps its own.
     """
-    counts: Counter[str] = Counter()
-    capitalised: Counter[str] = Counter()
-    opening_counts: Counter[str] = Counter()
-    forms: dict[str, Counter[str]] = defaultdict(Counter)
+    # Plain dicts (a Counter per word costs more than the counting): word -> count
+    counts: dict[str, int] = {}
+    capitalised: dict[str, int] = {}
+    opening_counts: dict[str, int] = {}
+    forms: dict[str, dict[str, int]] = {}
     texts = list(texts)
     for text in texts:
-        for match in _WORD.finditer(text):
-            whole = match.group(0)
+        found = _WORD_AFTER_OPENING.findall(text)  # (opening context or "", word), in order
+        # Each distinct (context, word) once, weighted by its count: the same totals, and every
+        # key still enters the dicts at its first use (the order ties are broken by).
+        first_at_start = 1 if found and not found[0][0] and text[:1].isascii() and text[:1].isalpha() else 0
+        occurrences = [((".", found[0][1]), 1)] if first_at_start else []  # the text's first word opens it
+        occurrences.extend(Counter(found[first_at_start:]).items())
+        for (context, whole), n in occurrences:
             # A capital at the start of a sentence or line says nothing about being a name.
-            opening = _SENTENCE_OPENING.search(text, max(0, match.start() - 3), match.start()) is not None or match.start() == 0
+            opening = bool(context)
             # "Tehreek-i-Insaf" is also "Tehreek" and "Insaf" to a reader
             parts = [whole, *(p for p in whole.split("-") if len(p) > 1)] if "-" in whole else [whole]
             for word in parts:
                 lower = word.lower().replace("’", "'")
-                counts[lower] += 1
-                forms[lower][word] += 1
+                counts[lower] = counts.get(lower, 0) + n
+                variants = forms.get(lower)
+                if variants is None:
+                    forms[lower] = variants = {}
+                variants[word] = variants.get(word, 0) + n
                 if word[0].isupper() and not opening:
-                    capitalised[lower] += 1
+                    capitalised[lower] = capitalised.get(lower, 0) + n
                 elif opening:
-                    opening_counts[lower] += 1
+                    opening_counts[lower] = opening_counts.get(lower, 0) + n
     return {
-        "counts": dict(counts),
-        "capitalised": dict(capitalised),
-        "opening": dict(opening_counts),
-        "forms": {w: dict(f) for w, f in forms.items()},
+        "counts": counts,
+        "capitalised": capitalised,
+        "opening": opening_counts,
+        "forms": forms,
         "runs": {k: dict(v) for k, v in _capitalised_runs(texts).items()},
         "acronyms": {k: list(v) for k, v in find_acronyms(texts).items()},
     }
@@ -286,6 +298,7 @@ def find_acronyms(texts: Iterable[str]) -> dict[str, tuple[str, ...]]:
     return found
 
 
+_RUN_GAP = re.compile(r"[\s-]+")
 _CAPITALISED_RUN = re.compile(r"\b[A-Z][a-z]+(?:[\s-]+(?:(?:of|the|and|i|e|ul|al)[\s-]+)?[A-Z][a-z]+){1,5}\b")
 
 
@@ -295,10 +308,10 @@ def _capitalised_runs(texts: Iterable[str]) -> dict[str, Counter[str]]:
     of "Majlis-i-Amal") skipped."""
     runs: dict[str, Counter[str]] = defaultdict(Counter)
     for text in texts:
-        for match in _CAPITALISED_RUN.finditer(text):
-            words = [w for w in re.split(r"[\s-]+", match.group(0)) if w and w[0].isupper()]
+        for run, n in Counter(_CAPITALISED_RUN.findall(text)).items():  # each distinct run once
+            words = [w for w in _RUN_GAP.split(run) if w and w[0].isupper()]
             if len(words) >= 2:
-                runs["".join(w[0] for w in words)][match.group(0)] += 1
+                runs["".join(w[0] for w in words)][run] += n
     return runs
 
 

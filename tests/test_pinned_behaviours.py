@@ -139,14 +139,14 @@ def test_an_intact_build_of_another_format_version_is_refused_with_the_rebuild_c
 
 def test_two_articles_claiming_one_id_are_refused(tmp_path, monkeypatch):
     """No file layout makes two ids collide today; a future source could. The build must refuse."""
-    real_load_corpus = bot.indexing.load_corpus
+    real_scan_corpus = bot.indexing.scan_corpus
 
     def doubled(*args, **kwargs):
-        report = real_load_corpus(*args, **kwargs)
-        twin = dataclasses.replace(report.articles[0], title="Another article, same id")
-        return dataclasses.replace(report, articles=[*report.articles, twin])
+        scan = real_scan_corpus(*args, **kwargs)
+        twin = dataclasses.replace(scan.entries[0], content_hash="another article, same id")
+        return dataclasses.replace(scan, entries=[*scan.entries, twin])
 
-    monkeypatch.setattr(bot.indexing, "load_corpus", doubled)
+    monkeypatch.setattr(bot.indexing, "scan_corpus", doubled)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name, title, body, source, date in BRIDGE_ARTICLES:

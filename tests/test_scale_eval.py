@@ -37,3 +37,27 @@ def test_above_the_threshold_a_size_is_searched_through_the_graph_and_its_recall
     assert row["build_recall_at_10"] >= 0.95 and row["recall_at_10"] >= 0.95 and row["ef_search"] > 0
     assert row["pool_recall_at_10"] >= 0.95
     assert "graph s" in format_scale({"rows": [row], "questions": 2})
+
+
+def test_a_large_size_is_written_in_files_and_built_in_steps_like_one_build(tmp_path, monkeypatch):
+    """Above BUILD_INCREMENT_CHUNKS the archive is written a share at a time and each share
+    built (one segment each): the same chunks as one full build, and the add-one update reads
+    only the added file."""
+    import bot.corpus
+    import bot.scale_eval as scale_eval
+    from bot.indexing import build_index
+
+    monkeypatch.setattr(scale_eval, "ARTICLES_PER_FILE", 4)
+    monkeypatch.setattr(bot.corpus, "UNSETTLED_SECONDS", 0.0)
+    benchmark = json.loads((MULTIHOP_DIR / "corpus_train.json").read_text(encoding="utf-8"))[:20]
+    steps = _synthetic_corpus(benchmark, 250, tmp_path / "corpus", parts=3)
+    assert not list((tmp_path / "corpus").iterdir())  # nothing written before its step
+    settings = Settings.from_mapping({}).with_overrides(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index",
+                                                        embedding_model=HASHING_MODEL)
+    row = measure_size("steps", settings, HashingEmbedder, ["What did Amazon sell?"], build_full=steps)
+    assert row["builds"] == 3 and row["add_one_files_read"] == 1
+    assert sorted(p.name for p in (tmp_path / "corpus").glob("archive-*.json")) == [f"archive-{i:05d}.json" for i in range(5)]
+    one = _synthetic_corpus(benchmark, 250, tmp_path / "one")
+    full = build_index(settings.with_overrides(corpus_dir=tmp_path / "one", index_dir=tmp_path / "one-index"), HashingEmbedder(),
+                       full=True, progress=False)
+    assert one == 20 and row["chunks"] == full.chunks_total
