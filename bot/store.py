@@ -392,7 +392,7 @@ def segment_entry(name: str, segment: Segment) -> dict:
     """A segment as the manifest lists it: its articles (in order), rows, and the articles
     later builds removed or replaced (``dead``: their rows are skipped when loading;
     ``live_rows`` counts the others). ``article_rows``: each article's number of rows (an
-    article's chunks are consecutive), so the dead rows are known without reading the chunks."""
+    article's chunks are consecutive)."""
     rows = len(segment.chunks)
     per_article = {a.article_id: 0 for a in segment.articles}
     for chunk in segment.chunks:
@@ -828,17 +828,6 @@ def read_segments(index_dir: Path, manifest: dict, entries: list[dict] | None = 
     return segments
 
 
-def _live_mask(entry: dict) -> np.ndarray:
-    """Which of a segment's stored rows are live (their article not marked dead), from the
-    manifest's ``article_rows`` (an article's chunks are consecutive)."""
-    dead = set(entry.get("dead", ()))
-    alive = np.array([a not in dead for a in entry["articles"]], dtype=bool)
-    mask = np.repeat(alive, np.asarray(entry["article_rows"], dtype=np.int64))
-    if len(mask) != entry["rows"]:
-        raise ValueError(f"segment {entry['name']} lists {len(mask)} rows by article, the manifest says {entry['rows']}")
-    return mask
-
-
 def _segment_vectors(verifier: _Verifier, files: dict[str, dict], entry: dict) -> np.ndarray:
     """Every stored row's vector of one segment (``vectors.npy``, checked)."""
     name = f"{SEGMENTS}/{entry['name']}/vectors.npy"
@@ -848,14 +837,14 @@ def _segment_vectors(verifier: _Verifier, files: dict[str, dict], entry: dict) -
     return vectors
 
 
-def _faiss_store(folder: Path, manifest: dict, verifier: _Verifier, files: dict[str, dict]) -> FaissStore:
+def _faiss_store(folder: Path, manifest: dict, verifier: _Verifier, files: dict[str, dict], live_masks: list[np.ndarray]) -> FaissStore:
     """The local store of a build: each graph segment's graph (checked; its ``vectors.npy`` is
-    not read), and one flat index over the live rows of the other segments."""
+    not read), and one flat index over the live rows of the other segments (``live_masks``:
+    per segment, which stored rows are live)."""
     dimension = int(manifest["dimension"])
     parts, flat_vectors, flat_rows = [], [], []
     start = 0
-    for entry in manifest["segments"]:
-        live = _live_mask(entry)
+    for entry, live in zip(manifest["segments"], live_masks):
         rows = np.full(len(live), -1, dtype=np.int64)
         rows[live] = np.arange(start, start + int(live.sum()))
         start += int(live.sum())
@@ -890,9 +879,9 @@ def load_index(index_dir: Path, expected: dict | None = None, vector_store=None)
         # Vectors and graphs are read (and checked) for the vector store: a graph segment's
         # vectors.npy is not read at all (its graph holds the vectors).
         if vector_store is None:
-            vectors = _faiss_store(folder, manifest, verifier, files)
+            vectors = _faiss_store(folder, manifest, verifier, files, rows.live_masks)
         else:
-            live = [_segment_vectors(verifier, files, e)[_live_mask(e)] for e in manifest["segments"]]
+            live = [_segment_vectors(verifier, files, e)[mask] for e, mask in zip(manifest["segments"], rows.live_masks)]
             dimension = int(manifest["dimension"])
             vectors = vector_store(np.concatenate(live) if live else np.zeros((0, dimension), np.float32), dimension, folder.name)
         lexical = LexicalIndex([
@@ -915,6 +904,7 @@ class _ServingRows:
     articles: ArticleTable
     chunks: ChunkTable
     notes: list[dict]
+    live_masks: list[np.ndarray]  # per segment: which stored rows are live (their article not dead)
 
 
 def _serving_rows(manifest: dict, verifier: _Verifier, files: dict[str, dict]) -> _ServingRows:
@@ -923,7 +913,7 @@ def _serving_rows(manifest: dict, verifier: _Verifier, files: dict[str, dict]) -
     metadata: dict[str, Article] = {}
     text_at: dict[str, tuple[int, int, int]] = {}
     blobs, notes, article_ids = [], [], []
-    article_no, columns = [], {c: [] for c in ("ordinal", "start", "end", "token_count")}
+    article_no, columns, live_masks = [], {c: [] for c in ("ordinal", "start", "end", "token_count")}, []
     for entry in manifest["segments"]:
         prefix = f"{SEGMENTS}/{entry['name']}/"
         dead = set(entry.get("dead", ()))
@@ -949,12 +939,11 @@ def _serving_rows(manifest: dict, verifier: _Verifier, files: dict[str, dict]) -
             raise ValueError(f"segment {entry['name']} has chunks of articles it does not hold")
         owner = number[rows["article"]]
         live = owner >= 0
-        if not np.array_equal(live, _live_mask(entry)):  # the vector store skips rows by the manifest
-            raise ValueError(f"segment {entry['name']}'s chunks do not match its rows per article")
+        live_masks.append(live)
         article_no.append(owner[live])
         for column, parts in columns.items():
             parts.append(rows[column][live].astype(np.int64))
     articles = ArticleTable(metadata, text_at, blobs)
     joined = {c: np.concatenate(p) if p else np.zeros(0, np.int64) for c, p in columns.items()}
     chunks = ChunkTable(article_ids, np.concatenate(article_no) if article_no else np.zeros(0, np.int64), joined, articles)
-    return _ServingRows(articles, chunks, notes)
+    return _ServingRows(articles, chunks, notes, live_masks)

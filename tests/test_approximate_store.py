@@ -124,7 +124,7 @@ def _grown_copy(settings, tmp_path):
 
 
 def _drop_archive_records(settings, count: int) -> None:
-    archive = settings.corpus_dir / "archive.json"
+    archive = sorted(settings.corpus_dir.glob("archive-*.json"))[0]  # the synthetic archive's first file
     records = json.loads(archive.read_text(encoding="utf-8"))
     archive.write_text(json.dumps(records[count:]), encoding="utf-8")
 
