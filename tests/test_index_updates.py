@@ -211,3 +211,33 @@ def test_adding_an_article_indexes_only_its_rows_and_loading_reads_no_terms(sett
     monkeypatch.setattr(store, "_live_terms", parsing_terms)
     index = load_index(settings.index_dir)
     assert index.lexical.size == len(index.chunks) and index.lexical.scores("zebras").max() > 0
+
+
+def test_an_update_hashes_only_files_it_has_not_verified_and_still_catches_damage(settings, monkeypatch):
+    """Builds share segment files by hard links; an update checks each once, not the whole
+    archive every time, and a file damaged after its check is caught by the next update."""
+    from bot import store
+
+    hashed = []
+    original = store._sha256_file
+    monkeypatch.setattr(store, "_sha256_file", lambda path: hashed.append(path) or original(path))
+    build_index(settings, FakeEmbedder(), progress=False)  # no-op: every file checked once
+    assert hashed
+    hashed.clear()
+    report = build_index(settings, FakeEmbedder(), progress=False)
+    assert not report.changed_anything and hashed == []
+
+    write_article(settings.corpus_dir, "new.md", "A new article", "Fresh news about zebras. " * 30, source="Wire")
+    build_index(settings, FakeEmbedder(), progress=False)
+    hashed.clear()
+    build_index(settings, FakeEmbedder(), progress=False)  # the new build's own files: checked once more
+    new_files = {p.name for p in hashed}
+    hashed.clear()
+    build_index(settings, FakeEmbedder(), progress=False)
+    assert hashed == [] and "vectors.npy" in new_files
+
+    manifest = _manifest(settings)
+    reorder_chunk_rows(settings.index_dir / "current" / f"segments/{manifest['segments'][0]['name']}/chunks.npy")
+    report = build_index(settings, FakeEmbedder(), progress=False)
+    assert report.full and report.chunks_embedded > 0
+    load_index(settings.index_dir)
