@@ -22,6 +22,8 @@ def test_eval_load_command_reports_every_bot_with_no_reply_lost(capsys):
     news = report["rows"][2]
     assert news["refused"] == 0
     assert report["p95_ratio"] == pytest.approx(news["p95_ms"] / report["rows"][0]["p95_ms"], abs=0.06)
+    flood_floor = report["rows"][1]["p95_ms"] / report["rows"][0]["p95_ms"]
+    assert report["p95_ratio_flood_echo_to_echo"] == pytest.approx(flood_floor, abs=0.06)
 
 
 def test_eval_load_refuses_an_unbounded_crowd(capsys):
