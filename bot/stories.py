@@ -23,7 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
-from bot.rows import rows_by_article
+from bot.rows import group_rows, rows_by_article
 from bot.types import Article, Chunk
 
 
@@ -140,6 +140,59 @@ def alike_pairs(articles: Sequence[Article], vectors: np.ndarray, params: StoryP
     return tuple(np.concatenate(parts) for parts in zip(*found))
 
 
+# A connected set of alike articles larger than this is grouped greedily instead of by
+# complete linkage over its m x m distances (memory m^2: a synthetic million-chunk archive made
+# of repeated paragraphs joined 62,149 articles in one set, 28.8 GiB). News stories are told by
+# a handful of outlets; a set this large is an archive repeating itself.
+LINKAGE_MAX_ARTICLES = 2_000
+# In such a set, each article keeps its most alike pairs only: a group's members are pairwise
+# alike and come from different outlets, so a group never needs more.
+GREEDY_NEIGHBOURS = 32
+
+
+def _complete_linkage(members: np.ndarray, rows: np.ndarray, cols: np.ndarray, cosines: np.ndarray,
+                      params: StoryParams) -> list[list[int]]:
+    position = {int(m): n for n, m in enumerate(members)}
+    distance = np.full((len(members), len(members)), 2.0)  # not alike: never in one group
+    np.fill_diagonal(distance, 0.0)
+    for i, j, cosine in zip(rows, cols, cosines):
+        distance[position[int(i)], position[int(j)]] = distance[position[int(j)], position[int(i)]] = max(0.0, 1.0 - float(cosine))
+    # Complete linkage merges two clusters only when their farthest pair is within the cut:
+    # every pair of a group is then alike (distance <= 1 - threshold).
+    labels = fcluster(linkage(squareform(distance, checks=False), method="complete"), t=1.0 - params.threshold + 1e-9,
+                      criterion="distance")
+    clusters = [[int(members[n]) for n in np.flatnonzero(labels == cluster)] for cluster in np.unique(labels)]
+    return [c for c in clusters if len(c) > 1]
+
+
+def _greedy_groups(rows: np.ndarray, cols: np.ndarray, cosines: np.ndarray) -> list[list[int]]:
+    """Groups whose members are pairwise alike, merged from the most alike pair down (the
+    order complete linkage follows), each article keeping its ``GREEDY_NEIGHBOURS`` most alike
+    pairs: memory and time grow with the pairs, not with the set's size squared."""
+    order = np.argsort(-cosines, kind="stable")
+    neighbours: dict[int, set[int]] = {}
+    kept = []
+    for i, j in zip(rows[order].tolist(), cols[order].tolist()):
+        near_i, near_j = neighbours.setdefault(i, set()), neighbours.setdefault(j, set())
+        if len(near_i) < GREEDY_NEIGHBOURS and len(near_j) < GREEDY_NEIGHBOURS:
+            near_i.add(j)
+            near_j.add(i)
+            kept.append((i, j))
+    leader: dict[int, int] = {}
+    members: dict[int, list[int]] = {}
+    for i, j in kept:
+        first, second = leader.get(i, i), leader.get(j, j)
+        if first == second:
+            continue
+        joined, other = members.get(first, [first]), members.get(second, [second])
+        if all(b in neighbours[a] for a in joined for b in other):
+            members[first] = joined + other
+            members.pop(second, None)
+            for article in other:
+                leader[article] = first
+    return [group for group in members.values() if len(group) > 1]
+
+
 def group_stories(articles: Sequence[Article], vectors: np.ndarray, params: StoryParams | None = None) -> Stories:
     """Complete-linkage groups of alike articles (row i of ``vectors`` is ``articles[i]``).
 
@@ -151,24 +204,18 @@ def group_stories(articles: Sequence[Article], vectors: np.ndarray, params: Stor
         return NO_STORIES
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(articles), len(articles)))
     _, component = connected_components(graph, directed=False)
+    members_of = group_rows(component)
+    pairs_of = group_rows(component[rows])
     groups = []
-    for label in np.unique(component[rows]):
-        members = np.flatnonzero(component == label)
-        position = {int(m): n for n, m in enumerate(members)}
-        distance = np.full((len(members), len(members)), 2.0)  # not alike: never in one group
-        np.fill_diagonal(distance, 0.0)
-        inside = component[rows] == label
-        for i, j, cosine in zip(rows[inside], cols[inside], cosines[inside]):
-            distance[position[int(i)], position[int(j)]] = distance[position[int(j)], position[int(i)]] = max(0.0, 1.0 - float(cosine))
-        # Complete linkage merges two clusters only when their farthest pair is within the cut:
-        # every pair of a group is then alike (distance <= 1 - threshold).
-        labels = fcluster(linkage(squareform(distance, checks=False), method="complete"), t=1.0 - params.threshold + 1e-9,
-                          criterion="distance")
-        for cluster in np.unique(labels):
-            chosen = [int(members[n]) for n in np.flatnonzero(labels == cluster)]
-            if len(chosen) > 1:
-                chosen.sort(key=lambda r: (articles[r].date or "", articles[r].article_id))
-                groups.append(tuple(articles[r].article_id for r in chosen))
+    for label, at in pairs_of.items():
+        members = members_of[label]
+        if len(members) > LINKAGE_MAX_ARTICLES:
+            clusters = _greedy_groups(rows[at], cols[at], cosines[at])
+        else:
+            clusters = _complete_linkage(members, rows[at], cols[at], cosines[at], params)
+        for chosen in clusters:
+            chosen.sort(key=lambda r: (articles[r].date or "", articles[r].article_id))
+            groups.append(tuple(articles[r].article_id for r in chosen))
     groups.sort()
     group_of = {article_id: number for number, group in enumerate(groups) for article_id in group}
     return Stories(group_of, tuple(groups))
