@@ -240,3 +240,27 @@ def test_a_huge_set_of_alike_articles_is_grouped_greedily_into_pairwise_alike_gr
     chained = [article("a", "Dawn"), article("b", "Geo"), article("c", "The News")]
     found = group_stories(chained, chain, StoryParams(threshold=0.8, days=3))
     assert all(not {"a", "c"} <= set(g) for g in found.groups) and found.groups
+
+
+def test_a_large_archive_serves_at_once_and_finds_its_story_groups_in_the_background(tmp_path, monkeypatch):
+    import threading
+
+    from bot import service
+    from bot.indexing import build_index
+    from bot.service import QuestionAnswerer
+    from bot.stories import Stories
+    from tests.helpers import FakeEmbedder, small_corpus
+
+    settings = make_settings(tmp_path, small_corpus(tmp_path))
+    build_index(settings, FakeEmbedder(), progress=False)
+    release, found = threading.Event(), Stories({"a0.md": 0, "a1.md": 0}, (("a0.md", "a1.md"),))
+    monkeypatch.setattr(service, "STORIES_AT_LOAD_MAX_ARTICLES", 1)
+    monkeypatch.setattr(service, "stories_of_index", lambda index: release.wait(30) and found)
+    answerer = QuestionAnswerer(settings, FakeEmbedder()).load()  # returns while the groups are being found
+    assert answerer.serving.stories == NO_STORIES
+    release.set()
+    for _ in range(300):
+        if answerer.serving.stories is found:
+            break
+        threading.Event().wait(0.01)
+    assert answerer.serving.stories is found
