@@ -1027,20 +1027,28 @@ class _HeadMetadata(HTMLParser):
         }
 
 
+def extract_document(html: str | bytes, url: str | None = None):
+    """trafilatura's reading of a page (main text, title, outlet, date, link, author; None when
+    it finds no article), the one set of options for corpus files and fetched pages alike.
+    Raises whatever trafilatura raises on a page it cannot parse."""
+    import trafilatura  # heavy import, only when HTML is read
+
+    return trafilatura.bare_extraction(
+        html,
+        url=url,
+        with_metadata=True,
+        include_comments=False,
+        include_images=False,
+        include_tables=True,
+        # Only dates stated in the markup: no guessing from the page text or the URL.
+        date_extraction_params={"extensive_search": False, "original_date": True},
+    )
+
+
 def _parse_html(html: str, rel: str) -> dict[str, Any]:
     """Main text and metadata of an HTML page by trafilatura, falling back to head tags."""
-    import trafilatura  # heavy import, only needed when the corpus holds HTML
-
     try:
-        document = trafilatura.bare_extraction(
-            html,
-            with_metadata=True,
-            include_comments=False,
-            include_images=False,
-            include_tables=True,
-            # Only dates stated in the markup: no guessing from the page text or the URL.
-            date_extraction_params={"extensive_search": False, "original_date": True},
-        )
+        document = extract_document(html)
     except Exception as exc:  # noqa: BLE001 - a parser failure on one page must not stop the build
         raise ArticleError(rel, f"cannot parse the HTML: {type(exc).__name__}: {exc}") from None
     extracted = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from bot.corpus import clean_text, normalize_date
+from bot.corpus import clean_text, extract_document, normalize_date
 from bot.errors import ArticleError
 
 # Fewer words than this is a teaser, an index page or a paywall stub, not an article.
@@ -30,18 +30,8 @@ def extract_page(html: str | bytes, url: str) -> dict[str, str]:
     only when it names the same site: a page cannot claim another outlet's address (and
     with it, replace that outlet's article).
     """
-    import trafilatura  # heavy import, only when a page is added
-
     try:
-        document = trafilatura.bare_extraction(
-            html,
-            url=url,
-            with_metadata=True,
-            include_comments=False,
-            include_images=False,
-            include_tables=True,
-            date_extraction_params={"extensive_search": False, "original_date": True},
-        )
+        document = extract_document(html, url)
     except Exception as exc:  # noqa: BLE001 - one broken page is that page's problem
         raise ArticleError(url, f"cannot parse the page: {type(exc).__name__}") from None
     if document is None:
