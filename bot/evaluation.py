@@ -139,78 +139,97 @@ def latency_summary(seconds: list[float]) -> dict[str, float]:
 
 
 def run_eval(args, settings: Settings) -> int:
-    suite = args.suite
-    if suite == "seed":
-        report = eval_seed(settings, corpus_dir=getattr(args, "corpus", None), index_dir=getattr(args, "index", None))
-        _show(report, format_seed, args)
-        return 0 if report["passed"] else 1
-    if suite == "multihop":
-        report = eval_multihop(
-            settings,
-            benchmark_dir=getattr(args, "benchmark_dir", None),
-            split=getattr(args, "split", "test") or "test",
-            limit=getattr(args, "limit", None),
-            index_dir=getattr(args, "index", None),
-        )
-        _show(report, format_multihop, args)
-        return 0
-    if suite == "conversation":
-        gold = getattr(args, "gold", None) or CONVERSATION_GOLD
-        report = eval_conversation(settings, gold_file=gold, cost_rounds=0 if getattr(args, "no_cost", False) else 3)
-        _show(report, format_conversation, args)
-        return 0
-    if suite == "faults":
-        from bot.faulttest import eval_faults, format_faults
+    """Run one suite, show its report (table or JSON); exit 1 when a suite with a verdict fails."""
+    run = _SUITES.get(args.suite)
+    if run is None:
+        raise BotError(f"unknown eval suite {args.suite!r}")
+    report, formatter, passed = run(args, settings)
+    _show(report, formatter, args)
+    return 0 if passed else 1
 
-        report = eval_faults(settings, delay=getattr(args, "fault_delay", 20.0))
-        _show(report, format_faults, args)
-        return 0 if report["passed"] else 1
-    if suite == "load":
-        from bot.loadtest import eval_load, format_load
 
-        report = eval_load(
-            settings, users=getattr(args, "users", 100), questions_per_user=getattr(args, "questions", 5),
-            reply_timeout=getattr(args, "reply_timeout", 60.0),
-        )
-        _show(report, format_load, args)
-        return 0
-    if suite == "stories":
-        from bot.evaluation_stories import eval_stories, format_stories
+def _option(args, name: str, default=None):
+    return getattr(args, name, default)
 
-        report = eval_stories(settings, benchmark_dir=getattr(args, "benchmark_dir", None), index_dir=getattr(args, "index", None))
-        _show(report, format_stories, args)
-        return 0
-    if suite == "update":
-        from bot.evaluation_intake import eval_update, format_update
 
-        report = eval_update(settings, benchmark_dir=getattr(args, "benchmark_dir", None))
-        _show(report, format_update, args)
-        return 0
-    if suite == "intake":
-        from bot.evaluation_intake import eval_intake, format_intake
+# Each suite: (args, settings) -> (report, its formatter, whether the run passed). Suites with
+# a heavy module import it when run.
 
-        report = eval_intake(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
-        _show(report, format_intake, args)
-        return 0
-    if suite == "encoder":
-        from bot.evaluation_encoder import eval_encoder, format_encoder
 
-        report = eval_encoder(settings, benchmark_dir=getattr(args, "benchmark_dir", None),
-                              split=getattr(args, "split", "test") or "test", limit=getattr(args, "limit", None))
-        _show(report, format_encoder, args)
-        return 0
-    if suite == "build":
-        report = eval_build(settings, benchmark_dir=getattr(args, "benchmark_dir", None), limit=getattr(args, "limit", None))
-        _show(report, format_build, args)
-        return 0
-    if suite == "scale":
-        from bot.scale_eval import DEFAULT_SIZES, eval_scale, format_scale
+def _seed_suite(args, settings: Settings):
+    report = eval_seed(settings, corpus_dir=_option(args, "corpus"), index_dir=_option(args, "index"))
+    return report, format_seed, report["passed"]
 
-        sizes = tuple(int(s) for s in args.sizes.split(",")) if getattr(args, "sizes", None) else DEFAULT_SIZES
-        report = eval_scale(settings, benchmark_paths(getattr(args, "benchmark_dir", None)), BENCH_DIR / "multihop", sizes)
-        _show(report, format_scale, args)
-        return 0
-    raise BotError(f"unknown eval suite {suite!r}")
+
+def _multihop_suite(args, settings: Settings):
+    report = eval_multihop(settings, benchmark_dir=_option(args, "benchmark_dir"), split=_option(args, "split", "test") or "test",
+                           limit=_option(args, "limit"), index_dir=_option(args, "index"))
+    return report, format_multihop, True
+
+
+def _conversation_suite(args, settings: Settings):
+    gold = _option(args, "gold") or CONVERSATION_GOLD
+    report = eval_conversation(settings, gold_file=gold, cost_rounds=0 if _option(args, "no_cost", False) else 3)
+    return report, format_conversation, True
+
+
+def _faults_suite(args, settings: Settings):
+    from bot.faulttest import eval_faults, format_faults
+
+    report = eval_faults(settings, delay=_option(args, "fault_delay", 20.0))
+    return report, format_faults, report["passed"]
+
+
+def _load_suite(args, settings: Settings):
+    from bot.loadtest import eval_load, format_load
+
+    report = eval_load(settings, users=_option(args, "users", 100), questions_per_user=_option(args, "questions", 5),
+                       reply_timeout=_option(args, "reply_timeout", 60.0))
+    return report, format_load, True
+
+
+def _stories_suite(args, settings: Settings):
+    from bot.evaluation_stories import eval_stories, format_stories
+
+    return eval_stories(settings, benchmark_dir=_option(args, "benchmark_dir"), index_dir=_option(args, "index")), format_stories, True
+
+
+def _update_suite(args, settings: Settings):
+    from bot.evaluation_intake import eval_update, format_update
+
+    return eval_update(settings, benchmark_dir=_option(args, "benchmark_dir")), format_update, True
+
+
+def _intake_suite(args, settings: Settings):
+    from bot.evaluation_intake import eval_intake, format_intake
+
+    return eval_intake(settings, benchmark_dir=_option(args, "benchmark_dir"), limit=_option(args, "limit")), format_intake, True
+
+
+def _encoder_suite(args, settings: Settings):
+    from bot.evaluation_encoder import eval_encoder, format_encoder
+
+    report = eval_encoder(settings, benchmark_dir=_option(args, "benchmark_dir"), split=_option(args, "split", "test") or "test",
+                          limit=_option(args, "limit"))
+    return report, format_encoder, True
+
+
+def _build_suite(args, settings: Settings):
+    return eval_build(settings, benchmark_dir=_option(args, "benchmark_dir"), limit=_option(args, "limit")), format_build, True
+
+
+def _scale_suite(args, settings: Settings):
+    from bot.scale_eval import DEFAULT_SIZES, eval_scale, format_scale
+
+    sizes = tuple(int(s) for s in args.sizes.split(",")) if _option(args, "sizes") else DEFAULT_SIZES
+    return eval_scale(settings, benchmark_paths(_option(args, "benchmark_dir")), BENCH_DIR / "multihop", sizes), format_scale, True
+
+
+_SUITES = {
+    "seed": _seed_suite, "multihop": _multihop_suite, "conversation": _conversation_suite, "faults": _faults_suite,
+    "load": _load_suite, "stories": _stories_suite, "update": _update_suite, "intake": _intake_suite,
+    "encoder": _encoder_suite, "build": _build_suite, "scale": _scale_suite,
+}  # fmt: skip
 
 
 def _show(report: dict, formatter, args) -> None:
