@@ -791,10 +791,16 @@ def _article_records(raw: bytes) -> list[tuple[Article, tuple[int, int]]]:
     return records
 
 
-def _chunk_rows(raw: bytes) -> np.ndarray:
+def _chunk_rows(raw: bytes, entry: dict, articles: int) -> np.ndarray:
+    """A segment's chunks.npy, checked against its manifest entry and its ``articles`` records."""
     rows = np.load(io.BytesIO(raw), allow_pickle=False)
     if rows.dtype != CHUNK_DTYPE or rows.ndim != 1:
         raise ValueError(f"chunks.npy holds {rows.dtype} rows, not {CHUNK_DTYPE}")
+    if len(rows) != entry["rows"] or articles != len(entry["articles"]):
+        raise ValueError(f"segment {entry['name']} holds {len(rows)} chunks and {articles} articles, "
+                         f"the manifest says {entry['rows']} and {len(entry['articles'])}")
+    if len(rows) and not 0 <= int(rows["article"].min()) <= int(rows["article"].max()) < articles:
+        raise ValueError(f"segment {entry['name']} has chunks of articles it does not hold")
     return rows
 
 
@@ -812,11 +818,10 @@ def _segment_rows(data: dict[str, bytes], prefix: str, entry: dict, *, terms: bo
             live_notes.append(json.loads(note))
     by_id = {a.article_id: a for a in articles}
     ids = [meta.article_id for meta, _ in records]
-    rows = _chunk_rows(data[prefix + "chunks.npy"])
+    rows = _chunk_rows(data[prefix + "chunks.npy"], entry, len(records))
     vectors = np.load(io.BytesIO(data[prefix + "vectors.npy"]), allow_pickle=False)
-    if len(vectors) != entry["rows"] or len(rows) != entry["rows"] or len(records) != len(entry["articles"]):
-        raise ValueError(f"segment {entry['name']} holds {len(vectors)} vectors, {len(rows)} chunks and {len(records)} "
-                         f"articles, the manifest says {entry['rows']} and {len(entry['articles'])}")
+    if len(vectors) != entry["rows"]:
+        raise ValueError(f"segment {entry['name']} holds {len(vectors)} vectors, the manifest says {entry['rows']}")
     chunks, keys, live = [], [], []
     for row, record in enumerate(rows):
         article_id = ids[int(record["article"])]
@@ -968,12 +973,7 @@ def _serving_rows(manifest: dict, verifier: _Verifier, files: dict[str, dict]) -
             metadata[meta.article_id] = meta
             text_at[meta.article_id] = (len(blobs) - 1, offset, length)
             notes.append(json.loads(note))
-        rows = _chunk_rows(verifier.read(prefix + "chunks.npy", files[prefix + "chunks.npy"]))
-        if len(rows) != entry["rows"] or len(records) != len(entry["articles"]):
-            raise ValueError(f"segment {entry['name']} holds {len(rows)} chunks and {len(records)} articles, "
-                             f"the manifest says {entry['rows']} and {len(entry['articles'])}")
-        if len(rows) and not 0 <= int(rows["article"].min()) <= int(rows["article"].max()) < len(records):
-            raise ValueError(f"segment {entry['name']} has chunks of articles it does not hold")
+        rows = _chunk_rows(verifier.read(prefix + "chunks.npy", files[prefix + "chunks.npy"]), entry, len(records))
         owner = number[rows["article"]]
         live = owner >= 0
         live_masks.append(live)
